@@ -1,0 +1,116 @@
+"""Value types every stage shares: Seq, Change, Position, Upsert, Delete and Batch.
+
+Raw JSON stops at `decode.py`; everything that crosses a stage after that is one of these frozen values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Seq", "Change", "Position", "Upsert", "Delete", "Batch", "Rejection", "Cell", "Row"]
+
+Cell = str | None
+"""One PANDA cell as the bridge sends it: text, or null for a missing value (see mapping.py)."""
+
+Row = tuple[Cell, ...]
+"""One PANDA row's cells, in the dataset's column order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    """An opaque resume token exactly as the source gave it: never compared, sorted or parsed.
+
+    CouchDB 2+ sends strings, CouchDB 1.x and PouchDB integers, SSE sources a text event id.
+    """
+
+    value: str | int
+    """The decoded JSON value (or SSE event id), stored and sent back verbatim."""
+
+    def as_param(self) -> str:
+        """The token as text for a `since=` parameter or a `Last-Event-ID` header."""
+        return self.value if isinstance(self.value, str) else str(self.value)
+
+    def __str__(self) -> str:
+        return self.as_param()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of the feed: a document that was written or deleted."""
+
+    seq: Seq | None
+    """Resume token of this row; None where the source gave none (CouchDB `seq_interval`)."""
+    doc_id: str
+    """The source document id, any Unicode."""
+    deleted: bool
+    """True for a tombstone; decided from the feed's `deleted` flag, never from the body."""
+    doc: Mapping[str, Any] | None = None
+    """The document body (`include_docs=true`); None for tombstones without a body."""
+    rev: str | None = None
+    """The winning revision, when the source names one."""
+    size: int = 0
+    """Approximate bytes the change took on the wire, for byte-sized batches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The source reached `seq` and has handed over every change before it."""
+
+    seq: Seq
+    """A resume token that is safe to record once everything before it is acknowledged."""
+    caught_up: bool = False
+    """True when this is the current end of the feed (nothing was pending when it was read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """Create or replace one PANDA row."""
+
+    external_id: str
+    """A valid PANDA external_id (see external_id.py)."""
+    data: Row
+    """The row's cells in column order."""
+    doc_id: str = ""
+    """The source document it came from, for logs and the dead-letter file."""
+    seq: Seq | None = None
+    """The seq of the change that produced it, for logs and the dead-letter file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove one PANDA row; deleting a row PANDA does not have succeeds."""
+
+    external_id: str
+    """A valid PANDA external_id (see external_id.py)."""
+    doc_id: str = ""
+    """The source document it came from, for logs."""
+    seq: Seq | None = None
+    """The seq of the change that produced it, for logs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Changes due for delivery together, at most one per document, in feed order."""
+
+    changes: tuple[Change, ...]
+    """The last change of each document seen since the previous batch."""
+    position: Seq | None
+    """The seq to record once every change in this and earlier batches is acknowledged."""
+    caught_up: bool = False
+    """True when the batch ends at the current end of the feed."""
+    received: int = field(default=0)
+    """How many feed rows were folded into this batch (before keeping the last per document)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An operation the sink refused for a reason retrying cannot fix: it goes to the dead-letter file."""
+
+    op: Upsert | Delete
+    """The refused operation."""
+    reason: str
+    """The sink's reason, in its own words (PANDA's error body)."""
+    status: int | None = None
+    """The HTTP status of the refusal, if any."""
