@@ -1,0 +1,375 @@
+"""Frozen, validated settings built from a TOML file, command-line overrides and environment variables.
+
+Precedence, highest first: a command-line option (`--set section.key=value` or its named shortcut), the
+secret's environment variable (COUCHDB_PASSWORD, PANDA_API_KEY), the TOML file, the default below.
+Every default is defined once, as a dataclass field default; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "SourceSettings",
+    "PandaSettings",
+    "MappingSettings",
+    "CheckpointSettings",
+    "BatchSettings",
+    "RetrySettings",
+    "Settings",
+    "load_settings",
+    "parse_override",
+    "scrub_url",
+]
+
+_SLUG = re.compile(r"^[\w-]+$", re.ASCII)
+
+
+def scrub_url(url: str) -> str:
+    """The URL without any user:password part, for logs, fingerprints and messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _check_http_url(section: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"[{section}] url must be an http(s) URL, got {scrub_url(url)!r}")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the changes come from."""
+
+    kind: str = "couchdb"
+    """`couchdb` (a `_changes` feed) or `sse` (any Server-Sent Events stream)."""
+    url: str = "http://127.0.0.1:5984"
+    """CouchDB server root, or the SSE stream URL; credentials may be given in it."""
+    database: str = ""
+    """The CouchDB database to follow (couchdb only)."""
+    username: str = ""
+    """CouchDB user; the password comes from COUCHDB_PASSWORD or `password`."""
+    password: str = field(default="", repr=False)
+    """CouchDB password (prefer the COUCHDB_PASSWORD environment variable)."""
+    feed: str = "longpoll"
+    """How to follow once caught up: `longpoll` or `eventsource` (CouchDB's SSE feed)."""
+    page_size: int = 1000
+    """Rows per catch-up page (`limit`)."""
+    heartbeat: float = 10.0
+    """Seconds between the server's heartbeats while following."""
+    read_timeout: float = 0.0
+    """Seconds without a byte before the feed counts as stalled; 0 means three heartbeats."""
+    connect_timeout: float = 10.0
+    """Seconds to wait for a connection."""
+    selector: dict[str, Any] = field(default_factory=dict)
+    """A Mango selector: only matching documents are mirrored."""
+    doc_ids: list[str] = field(default_factory=list)
+    """Only these document ids are mirrored."""
+    filter: str = ""
+    """A design-document filter `ddoc/name`, run by the server."""
+    filter_params: dict[str, str] = field(default_factory=dict)
+    """Query parameters passed to the design-document filter."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra request headers (sse only)."""
+    events: dict[str, Any] = field(default_factory=dict)
+    """How SSE event payloads become changes (sse only; see README)."""
+    min_reconnect: float = 0.1
+    """Lower bound on an SSE server's `retry:` delay, in seconds."""
+    max_reconnect: float = 60.0
+    """Upper bound on an SSE server's `retry:` delay, in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("couchdb", "sse"):
+            raise ConfigError(f"[source] kind must be 'couchdb' or 'sse', got {self.kind!r}")
+        _check_http_url("source", self.url)
+        if self.kind == "couchdb" and not self.database:
+            raise ConfigError("[source] database is required")
+        if self.feed not in ("longpoll", "eventsource"):
+            raise ConfigError(f"[source] feed must be 'longpoll' or 'eventsource', got {self.feed!r}")
+        if self.page_size < 1:
+            raise ConfigError("[source] page_size must be at least 1")
+        if self.heartbeat <= 0 or self.connect_timeout <= 0 or self.read_timeout < 0:
+            raise ConfigError("[source] heartbeat and connect_timeout must be positive, read_timeout >= 0")
+        if self.read_timeout and self.read_timeout <= self.heartbeat:
+            raise ConfigError("[source] read_timeout must be longer than the heartbeat")
+        if sum(bool(x) for x in (self.selector, self.doc_ids, self.filter)) > 1:
+            raise ConfigError("[source] choose one of selector, doc_ids and filter")
+        if self.filter and not re.fullmatch(r"[^/]+/[^/]+", self.filter):
+            raise ConfigError(f"[source] filter must look like 'ddoc/name', got {self.filter!r}")
+        if not 0 < self.min_reconnect <= self.max_reconnect:
+            raise ConfigError("[source] need 0 < min_reconnect <= max_reconnect")
+
+    @property
+    def effective_read_timeout(self) -> float:
+        """The stall timeout: longer than the heartbeat, so a live feed never trips it."""
+        return self.read_timeout or 3 * self.heartbeat
+
+    def identity(self) -> dict[str, Any]:
+        """What decides which changes this source yields (no credentials), for the fingerprint."""
+        return {
+            "kind": self.kind,
+            "url": scrub_url(self.url).rstrip("/"),
+            "database": self.database,
+            "selector": self.selector,
+            "doc_ids": sorted(self.doc_ids),
+            "filter": self.filter,
+            "filter_params": self.filter_params,
+            "events": self.events,
+        }
+
+
+@dataclass(frozen=True)
+class PandaSettings:
+    """Where the rows go."""
+
+    url: str = "http://127.0.0.1:8000"
+    """PANDA root; the API lives under /api/1.0/."""
+    email: str = ""
+    """The PANDA user the bridge writes as."""
+    api_key: str = field(default="", repr=False)
+    """That user's API key (prefer the PANDA_API_KEY environment variable)."""
+    dataset: str = ""
+    """The dataset slug."""
+    create_dataset: bool = False
+    """Create the dataset with the mapping's columns when it does not exist."""
+    dataset_name: str = ""
+    """The name given to a dataset the bridge creates; defaults to the slug."""
+    timeout: float = 30.0
+    """Seconds to wait for any PANDA response."""
+
+    def __post_init__(self) -> None:
+        _check_http_url("panda", self.url)
+        if not self.email:
+            raise ConfigError("[panda] email is required")
+        if not self.api_key:
+            raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
+        if not self.dataset:
+            raise ConfigError("[panda] dataset is required")
+        if not _SLUG.fullmatch(self.dataset) or self.dataset == "schema":
+            raise ConfigError(f"[panda] dataset must be a slug of letters, digits, _ and -, got {self.dataset!r}")
+        if self.timeout <= 0:
+            raise ConfigError("[panda] timeout must be positive")
+
+
+@dataclass(frozen=True)
+class MappingSettings:
+    """How a document becomes a row."""
+
+    columns: list[str] = field(default_factory=list)
+    """PANDA columns, in order."""
+    external_id: str = "_id"
+    """Document field path giving the external_id; `_id` uses the document id."""
+    external_id_template: str = ""
+    """Instead of a field, a template of fields such as `{type}-{number}`."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """Column -> dotted document field path; a column not listed reads the same-named field."""
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise ConfigError("[mapping] columns is required: the PANDA columns, in order")
+        for name in self.columns:
+            if not isinstance(name, str) or not name or "," in name or name != name.strip():
+                raise ConfigError(f"[mapping] column names must be non-empty, without commas or edge spaces: {name!r}")
+        if len(set(self.columns)) != len(self.columns):
+            raise ConfigError("[mapping] columns must be distinct")
+        unknown = sorted(set(self.fields) - set(self.columns))
+        if unknown:
+            raise ConfigError(f"[mapping.fields] names columns that are not in [mapping] columns: {unknown}")
+        if not self.external_id:
+            raise ConfigError("[mapping] external_id must name a field path")
+
+    def field_paths(self) -> tuple[str, ...]:
+        """The document field path of each column, in column order."""
+        return tuple(self.fields.get(column, column) for column in self.columns)
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Where the bridge keeps its state: the last acknowledged seq and what was sent."""
+
+    path: str = "state/bridge.checkpoint"
+    """The state file (SQLite)."""
+    deadletter: str = ""
+    """The dead-letter file (JSON lines); defaults to the state file's path + `.deadletter.jsonl`."""
+
+    @property
+    def deadletter_path(self) -> Path:
+        return Path(self.deadletter or self.path + ".deadletter.jsonl")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """When a batch is due: whichever limit comes first."""
+
+    max_changes: int = 1000
+    """Documents per batch."""
+    max_bytes: int = 4_000_000
+    """Approximate feed bytes per batch."""
+    max_age: float = 0.5
+    """Seconds a change may wait for its batch."""
+
+    def __post_init__(self) -> None:
+        if self.max_changes < 1 or self.max_bytes < 1 or self.max_age <= 0:
+            raise ConfigError("[batch] max_changes, max_bytes and max_age must be positive")
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How transient faults are retried."""
+
+    initial_delay: float = 0.5
+    """Seconds before the first retry."""
+    max_delay: float = 30.0
+    """The cap on any one wait, in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.initial_delay <= 0 or self.max_delay < self.initial_delay:
+            raise ConfigError("[retry] need 0 < initial_delay <= max_delay")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one pipeline needs."""
+
+    source: SourceSettings
+    panda: PandaSettings
+    mapping: MappingSettings
+    checkpoint: CheckpointSettings
+    batch: BatchSettings
+    retry: RetrySettings
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint belongs to: source, filter, dataset and mapping, never credentials."""
+        return {
+            "source": self.source.identity(),
+            "panda": {"url": scrub_url(self.panda.url).rstrip("/"), "dataset": self.panda.dataset},
+            "mapping": {
+                "columns": self.mapping.columns,
+                "paths": list(self.mapping.field_paths()),
+                "external_id": self.mapping.external_id_template or self.mapping.external_id,
+            },
+        }
+
+    def fingerprint_hash(self) -> str:
+        text = json.dumps(self.fingerprint(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_SECTIONS: dict[str, type] = {
+    "source": SourceSettings,
+    "panda": PandaSettings,
+    "mapping": MappingSettings,
+    "checkpoint": CheckpointSettings,
+    "batch": BatchSettings,
+    "retry": RetrySettings,
+}
+_SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split `section.key=value`; the value is read as TOML when it parses, else kept as text."""
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"--set wants section.key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+
+
+def load_settings(
+    path: Path | None,
+    overrides: Mapping[tuple[str, str], Any] = {},
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build validated settings; raises ConfigError naming the offending key."""
+    env = os.environ if env is None else env
+    raw = _read_file(path) if path else {}
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")
+    # [mapping.fields] arrives nested inside [mapping]; [source.events] inside [source].
+    merged: dict[str, dict[str, Any]] = {name: dict(raw.get(name) or {}) for name in _SECTIONS}
+    for (section, key), var in _SECRETS.items():
+        if env.get(var):
+            merged[section][key] = env[var]
+    for (section, key), value in overrides.items():
+        if section not in merged:
+            raise ConfigError(f"unknown section {section!r} in an override; known: {sorted(_SECTIONS)}")
+        merged[section][key] = value
+    built = {name: _build(cls, name, merged[name]) for name, cls in _SECTIONS.items()}
+    return Settings(**built)
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{section}]: {unknown}; known: {sorted(known)}")
+    kwargs = {key: _coerce(section, key, hints[key], value) for key, value in values.items()}
+    missing = [f.name for f in known.values() if f.default is MISSING and f.default_factory is MISSING]
+    if any(name not in kwargs for name in missing):
+        raise ConfigError(f"[{section}] needs {missing}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{section}] {exc}") from None
+
+
+def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint) or hint
+    if isinstance(origin, types.UnionType):
+        origin = typing.get_args(hint)[0]
+    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
+    if origin is bool:
+        if not isinstance(value, bool):
+            raise wrong
+    elif origin is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+    elif origin is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        value = float(value)
+    elif origin is str:
+        if not isinstance(value, str):
+            raise wrong
+    elif origin is list:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise wrong
+    elif origin is dict:
+        if not isinstance(value, dict):
+            raise wrong
+    return value
