@@ -1,0 +1,53 @@
+"""Turns a raw `_changes` row into a Change, or raises DecodeError (pure).
+
+A row is `{"seq", "id", "changes": [{"rev"}], "deleted"?, "doc"?}`; unknown keys are ignored
+(see couchdb-changes.md 3.4). A delete is decided from `deleted`, never from what `doc` holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import DecodeError
+from .model import Change, Seq
+
+__all__ = ["decode_row", "decode_seq", "ROW_SIZE_KEY"]
+
+ROW_SIZE_KEY = "_bridge_size"
+"""A source may store a row's approximate wire size under this key (for byte-sized batches)."""
+
+
+def decode_seq(value: Any) -> Seq | None:
+    """A seq as the server sent it: a string or an integer kept verbatim, None for `null`.
+
+    Raises DecodeError for any other JSON type (a float, a list, a bool).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DecodeError(f"a seq must be a string or an integer, got {value!r}")
+    return Seq(value)
+
+
+def decode_row(row: Any) -> Change:
+    """Decode one parsed row of a `_changes` response.
+
+    Raises DecodeError when the row is not a JSON object with a string `id`.
+    """
+    if not isinstance(row, Mapping):
+        raise DecodeError(f"a change row must be a JSON object, got {type(row).__name__}")
+    doc_id = row.get("id")
+    if not isinstance(doc_id, str):
+        raise DecodeError(f"a change row needs a string id, got {doc_id!r}", seq=row.get("seq"))
+    seq = decode_seq(row.get("seq"))
+    doc = row.get("doc")
+    if doc is not None and not isinstance(doc, Mapping):
+        raise DecodeError(f"change {doc_id!r} has a doc that is not an object", seq=seq)
+    rev = None
+    changes = row.get("changes")
+    if isinstance(changes, list) and changes and isinstance(changes[0], Mapping):
+        first = changes[0].get("rev")
+        rev = first if isinstance(first, str) else None
+    size = row.get(ROW_SIZE_KEY, 0)
+    return Change(seq=seq, doc_id=doc_id, deleted=row.get("deleted") is True, doc=doc, rev=rev, size=size)

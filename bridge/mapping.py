@@ -1,0 +1,94 @@
+"""Turns a document into a PANDA row and an external_id (pure).
+
+Cell values, as PANDA's UI, search and CSV export expect text (contract 9):
+
+    document value          PANDA cell
+    missing field, null     null
+    string                  the string, unchanged
+    true / false            "true" / "false"
+    integer                 its digits, e.g. "42"
+    float                   Python's shortest round-trip text, e.g. "3.5", "1e+20"
+    list, object            compact JSON text, keys in document order, non-ASCII kept
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from . import external_id as ids
+from .config import MappingSettings
+from .errors import MappingError
+from .model import Cell, Change, Row
+
+__all__ = ["RowMapper", "to_cell", "lookup", "MISSING"]
+
+MISSING: Any = object()
+"""What `lookup` returns for a field the document does not have."""
+
+
+def lookup(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted field path, or MISSING.
+
+    An exact top-level key wins over a dotted walk, so a field literally named `a.b` can be read.
+    """
+    value = doc.get(path, MISSING)
+    if value is not MISSING or "." not in path:
+        return value
+    current: Any = doc
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return MISSING
+        current = current.get(part, MISSING)
+        if current is MISSING:
+            return MISSING
+    return current
+
+
+def to_cell(value: Any) -> Cell:
+    """One document value as a PANDA cell (see the table above)."""
+    if value is None or value is MISSING:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return orjson.dumps(value).decode()
+
+
+class RowMapper:
+    """Maps documents to rows for one dataset's columns."""
+
+    def __init__(self, settings: MappingSettings) -> None:
+        self.columns: tuple[str, ...] = tuple(settings.columns)
+        self._paths = settings.field_paths()
+        self._template = ids.compile_template(settings.external_id_template) if settings.external_id_template else None
+        self._id_path = settings.external_id
+        self.uses_doc_id = self._template is None and self._id_path == "_id"
+        """True when the external_id is the encoded document id, which no two documents share."""
+
+    def row(self, doc: Mapping[str, Any]) -> Row:
+        """The document's cells in column order; every column gets a cell, so the count always matches."""
+        return tuple(to_cell(lookup(doc, path)) for path in self._paths)
+
+    def external_id(self, change: Change) -> str:
+        """The change's external_id, encoded so PANDA accepts and can delete it.
+
+        Raises MappingError when it cannot be formed (the field is missing, null, a list or an object).
+        """
+        if self.uses_doc_id:
+            return ids.encode(change.doc_id)
+        if change.doc is None:
+            raise MappingError(f"document {change.doc_id!r} has no body to read its external_id from")
+        try:
+            if self._template is not None:
+                return ids.encode(self._template.render(change.doc))
+            return ids.encode(ids.field_value(change.doc, self._id_path))
+        except MappingError as exc:
+            raise MappingError(f"document {change.doc_id!r}: no external_id: {exc.message}") from None

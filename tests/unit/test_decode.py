@@ -1,0 +1,55 @@
+"""decode.py: raw `_changes` rows become Changes; anything else is a DecodeError."""
+
+import pytest
+
+from bridge.decode import ROW_SIZE_KEY, decode_row, decode_seq
+from bridge.errors import DecodeError
+from bridge.model import Change, Seq
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"seq": 3, "id": "a", "changes": [{"rev": "1-x"}], "doc": {"_id": "a", "n": 1}},
+         Change(Seq(3), "a", False, {"_id": "a", "n": 1}, "1-x")),
+        ({"seq": "12-g1AAAA", "id": "a", "changes": [{"rev": "2-y"}], "deleted": True,
+          "doc": {"_id": "a", "_rev": "2-y", "_deleted": True}},
+         Change(Seq("12-g1AAAA"), "a", True, {"_id": "a", "_rev": "2-y", "_deleted": True}, "2-y")),
+        # a tombstone that kept body fields is still a delete: decided from `deleted`, not the body
+        ({"seq": 4, "id": "b", "changes": [{"rev": "3-z"}], "deleted": True, "doc": {"_id": "b", "x": 1}},
+         Change(Seq(4), "b", True, {"_id": "b", "x": 1}, "3-z")),
+        # seq_interval rows carry a null seq; unknown keys are ignored
+        ({"seq": None, "id": "c", "changes": [], "removed": ["ch"]}, Change(None, "c", False, None, None)),
+        ({"seq": 5, "id": "d", "changes": [{"rev": "1-a"}], "deleted": False}, Change(Seq(5), "d", False, None, "1-a")),
+        ({"seq": 6, "id": "e", "changes": [{"rev": "1-a"}], ROW_SIZE_KEY: 300},
+         Change(Seq(6), "e", False, None, "1-a", size=300)),
+    ],
+)
+def test_rows_decode(row, expected):
+    assert decode_row(row) == expected
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [],
+        "x",
+        {"seq": 1},
+        {"seq": 1, "id": 7},
+        {"seq": 1.5, "id": "a"},
+        {"seq": [1], "id": "a"},
+        {"seq": True, "id": "a"},
+        {"seq": 1, "id": "a", "doc": [1, 2]},
+    ],
+)
+def test_malformed_rows_raise(row):
+    with pytest.raises(DecodeError):
+        decode_row(row)
+
+
+def test_seq_kept_verbatim():
+    assert decode_seq("7-abc").value == "7-abc"
+    assert decode_seq(7).value == 7
+    assert decode_seq(None) is None
+    assert Seq(7).as_param() == "7"
+    assert Seq("7-abc").as_param() == "7-abc"
