@@ -1,0 +1,154 @@
+"""Decides which upserts and deletes a batch needs, given what PANDA last acknowledged (pure).
+
+Rules, in feed order, one change per document:
+- a tombstone, or a document the filter no longer accepts, deletes the row last sent for it;
+  a document never sent needs no delete (unless the record is incomplete, see `delete_unknown`);
+- a document whose row and external_id equal what was last sent sends nothing (replays cost PANDA nothing);
+- a document whose external_id changed deletes its old row and upserts the new one;
+- an external_id already owned by another document is refused, never overwritten;
+- a document that cannot be mapped is refused with the reason (it goes to the dead-letter file).
+Deletes are applied before upserts, and a delete of an external_id upserted in the same batch is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .checkpoint import Sent
+from .errors import MappingError
+from .mapping import RowMapper
+from .model import Change, Delete, Row, Seq, Upsert
+
+__all__ = ["Refusal", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
+
+Accepts = Callable[[str, Mapping[str, Any] | None], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A change that cannot be delivered: it is written to the dead-letter file with its reason."""
+
+    doc_id: str
+    seq: Seq | None
+    reason: str
+    external_id: str | None = None
+    row: Row | None = None
+    status: int | None = None
+    doc: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to send for one batch, and what to record once PANDA acknowledged it."""
+
+    upserts: tuple[Upsert, ...] = ()
+    deletes: tuple[Delete, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
+    on_success: dict[str, Sent | None] = field(default_factory=dict)
+    """Per document, the record to save once its operations are acknowledged (None: it has no row)."""
+    on_reject: dict[str, Sent | None] = field(default_factory=dict)
+    """Per upserted document, the record to save if PANDA refuses the upsert."""
+    unchanged: int = 0
+    """Changes whose row PANDA already holds."""
+
+
+def row_hash(row: Row) -> bytes:
+    """A short digest of a row's cells."""
+    return hashlib.blake2b(orjson.dumps(row), digest_size=8).digest()
+
+
+def candidate_external_ids(changes: Iterable[Change], mapper: RowMapper) -> list[str]:
+    """The external_ids the live documents of a batch would take (for looking up their owners)."""
+    found = []
+    for change in changes:
+        if change.deleted or change.doc is None:
+            continue
+        try:
+            found.append(mapper.external_id(change))
+        except MappingError:
+            continue
+    return found
+
+
+def plan_batch(
+    changes: Sequence[Change],
+    mapper: RowMapper,
+    accepts: Accepts,
+    known: Mapping[str, Sent],
+    owners: Mapping[str, str] | None = None,
+    *,
+    delete_unknown: bool = False,
+) -> Plan:
+    """Plan one batch.
+
+    `known` holds what was last acknowledged for the batch's documents; `owners` maps external_ids to the
+    documents that own them (None when external_ids are encoded document ids, which cannot collide).
+    With `delete_unknown`, a tombstone of a document the record does not know still sends a delete, for
+    datasets that held rows before the record began.
+    """
+    upserts: dict[str, Upsert] = {}
+    deletes: dict[str, Delete] = {}
+    refusals: list[Refusal] = []
+    on_success: dict[str, Sent | None] = {}
+    on_reject: dict[str, Sent | None] = {}
+    claimed: dict[str, str | None] = {}
+    unchanged = 0
+
+    def owner_of(external_id: str) -> str | None:
+        if external_id in claimed:
+            return claimed[external_id]
+        return owners.get(external_id) if owners is not None else None
+
+    for change in changes:
+        prev = known.get(change.doc_id)
+        live = not change.deleted and change.doc is not None and accepts(change.doc_id, change.doc)
+        if not live:
+            if prev is not None:
+                deletes[prev.external_id] = Delete(prev.external_id, change.doc_id, change.seq)
+                on_success[change.doc_id] = None
+                claimed[prev.external_id] = None
+            elif delete_unknown and mapper.uses_doc_id:
+                external_id = mapper.external_id(change)
+                deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
+            continue
+        assert change.doc is not None
+        try:
+            external_id = mapper.external_id(change)
+            row = mapper.row(change.doc)
+        except MappingError as exc:
+            refusals.append(Refusal(change.doc_id, change.seq, str(exc), doc=change.doc))
+            continue
+        owner = owner_of(external_id)
+        if owner is not None and owner != change.doc_id:
+            reason = f"external_id {external_id!r} already belongs to document {owner!r}"
+            refusals.append(Refusal(change.doc_id, change.seq, reason, external_id, row, doc=change.doc))
+            continue
+        digest = row_hash(row)
+        if prev is not None and prev.external_id == external_id and prev.row_hash == digest:
+            unchanged += 1
+            continue
+        if prev is not None and prev.external_id != external_id:
+            deletes[prev.external_id] = Delete(prev.external_id, change.doc_id, change.seq)
+            claimed[prev.external_id] = None
+            on_reject[change.doc_id] = None
+        else:
+            on_reject[change.doc_id] = prev
+        upserts[external_id] = Upsert(external_id, row, change.doc_id, change.seq)
+        on_success[change.doc_id] = Sent(external_id, digest)
+        claimed[external_id] = change.doc_id
+
+    for external_id in upserts:
+        deletes.pop(external_id, None)
+    return Plan(
+        upserts=tuple(upserts.values()),
+        deletes=tuple(deletes.values()),
+        refusals=tuple(refusals),
+        on_success=on_success,
+        on_reject=on_reject,
+        unchanged=unchanged,
+    )
