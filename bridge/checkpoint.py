@@ -1,0 +1,196 @@
+"""Loads and atomically saves the last seq PANDA acknowledged, with the record of what was sent.
+
+The state lives in one SQLite file: the seq, the fingerprint of the pipeline it belongs to, and for each
+document the external_id and row hash last acknowledged. One transaction saves a batch's records and its
+seq together, so a crash at any instant leaves either the old state or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointMismatch, FatalError
+from .model import Seq
+
+__all__ = ["Sent", "Checkpoint", "StateStore"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sent (
+    doc_id TEXT PRIMARY KEY,
+    external_id TEXT NOT NULL UNIQUE,
+    row_hash BLOB NOT NULL
+);
+"""
+_LOOKUP_CHUNK = 500  # stays under SQLite's host-parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What PANDA last acknowledged for one document."""
+
+    external_id: str
+    """The row's external_id."""
+    row_hash: bytes
+    """A digest of the row's cells, to skip sending an identical row again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The saved position and what it belongs to."""
+
+    seq: Seq | None
+    """The last seq PANDA acknowledged everything up to; None before the first commit."""
+    fingerprint: dict[str, Any]
+    """The pipeline this state belongs to (source, filter, dataset, mapping)."""
+    saved_at: float | None
+    """Unix time of the last commit."""
+    source_marker: str | None
+    """An identity token of the source database incarnation, if one was recorded."""
+    complete: bool
+    """True when the record of sent rows covers every row of the dataset (it was empty when we began)."""
+    documents: int
+    """How many documents have a row in PANDA according to the record."""
+
+
+class StateStore:
+    """The bridge's durable state. Not thread-safe: one thread uses it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise FatalError(f"cannot open the checkpoint {path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise FatalError(f"cannot write the checkpoint {self.path}: {exc}") from None
+
+    def _meta(self) -> dict[str, Any]:
+        try:
+            rows = self._db.execute("SELECT key, value FROM meta").fetchall()
+        except sqlite3.Error as exc:
+            raise FatalError(f"cannot read the checkpoint {self.path}: {exc}") from None
+        return {key: json.loads(value) for key, value in rows}
+
+    def load(self) -> Checkpoint | None:
+        """The saved checkpoint, or None for a new state file."""
+        meta = self._meta()
+        if "fingerprint" not in meta:
+            return None
+        seq = meta.get("seq")
+        (documents,) = self._db.execute("SELECT count(*) FROM sent").fetchone()
+        return Checkpoint(
+            seq=None if seq is None else Seq(seq),
+            fingerprint=meta["fingerprint"],
+            saved_at=meta.get("saved_at"),
+            source_marker=meta.get("source_marker"),
+            complete=bool(meta.get("complete", False)),
+            documents=documents,
+        )
+
+    def claim(self, fingerprint: Mapping[str, Any]) -> Checkpoint | None:
+        """Check that this state belongs to `fingerprint`; a new state file is claimed for it.
+
+        Returns the existing checkpoint (None for a new one). Raises CheckpointMismatch naming what differs.
+        """
+        current = self.load()
+        if current is None:
+            with self._transaction() as db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (json.dumps(fingerprint),))
+            return None
+        saved = current.fingerprint
+        if saved != json.loads(json.dumps(fingerprint)):
+            differ = [f"{part} (saved {saved.get(part)!r}, now {fingerprint.get(part)!r})"
+                      for part in sorted(set(saved) | set(fingerprint)) if saved.get(part) != fingerprint.get(part)]
+            raise CheckpointMismatch(
+                f"the checkpoint {self.path} belongs to another pipeline; it differs in: {'; '.join(differ)}. "
+                "To start over, run `bridge checkpoint reset` (PANDA rows are kept and re-sent), "
+                "or point [checkpoint] path at a new file."
+            )
+        return current
+
+    def set_marker(self, marker: str | None, *, complete: bool | None = None) -> None:
+        """Record the source database's identity token and whether the sent-record is complete."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('source_marker', ?)", (json.dumps(marker),))
+            if complete is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (json.dumps(complete),))
+
+    def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
+        """What was last acknowledged for each of these documents (absent: nothing was)."""
+        found: dict[str, Sent] = {}
+        ids = list(doc_ids)
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT doc_id, external_id, row_hash FROM sent WHERE doc_id IN ({marks})"
+            for doc_id, external_id, row_hash in self._db.execute(query, chunk):
+                found[doc_id] = Sent(external_id, row_hash)
+        return found
+
+    def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
+        """The document that owns each of these external_ids (absent: none)."""
+        found: dict[str, str] = {}
+        ids = list(external_ids)
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT external_id, doc_id FROM sent WHERE external_id IN ({marks})"
+            found.update(dict(self._db.execute(query, chunk).fetchall()))
+        return found
+
+    def commit(self, records: Mapping[str, Sent | None], seq: Seq | None) -> None:
+        """In one transaction, set each document's record (None forgets it) and move the seq to `seq`.
+
+        `seq` None keeps the saved seq. Records are applied in the given order; forgetting goes first so an
+        external_id can pass from one document to another within a batch.
+        """
+        forget = [(doc_id,) for doc_id, sent in records.items() if sent is None]
+        keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
+        with self._transaction() as db:
+            if forget:
+                db.executemany("DELETE FROM sent WHERE doc_id = ?", forget)
+            if keep:
+                db.executemany("DELETE FROM sent WHERE doc_id = ?", [(row[0],) for row in keep])
+                db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
+            if seq is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (json.dumps(seq.value),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('saved_at', ?)", (json.dumps(time.time()),))
+
+    def reset(self) -> None:
+        """Forget everything: seq, fingerprint and the record of sent rows."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM meta")
+            db.execute("DELETE FROM sent")
+
+    def sent_external_ids(self) -> Sequence[str]:
+        """Every external_id the record says PANDA holds (for verification tools)."""
+        return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]

@@ -1,0 +1,104 @@
+"""Writes changes the bridge cannot deliver to a JSON-lines file, durably, before the checkpoint passes them.
+
+Each line: {"time", "doc_id", "seq", "external_id", "row", "reason", "status", "doc"}. `bridge deadletter
+list` prints them; `bridge deadletter retry` delivers them again and keeps only those still refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import FatalError
+from .planning import Refusal
+
+__all__ = ["DeadLetter", "DeadLetterFile"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One line of the dead-letter file."""
+
+    time: str
+    doc_id: str
+    seq: Any
+    external_id: str | None
+    row: list[Any] | None
+    reason: str
+    status: int | None
+    doc: dict[str, Any] | None
+
+    @classmethod
+    def from_refusal(cls, refusal: Refusal, now: datetime.datetime | None = None) -> DeadLetter:
+        moment = now or datetime.datetime.now(datetime.timezone.utc)
+        return cls(
+            time=moment.isoformat(timespec="seconds"),
+            doc_id=refusal.doc_id,
+            seq=None if refusal.seq is None else refusal.seq.value,
+            external_id=refusal.external_id,
+            row=None if refusal.row is None else list(refusal.row),
+            reason=refusal.reason,
+            status=refusal.status,
+            doc=None if refusal.doc is None else dict(refusal.doc),
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "time": self.time, "doc_id": self.doc_id, "seq": self.seq, "external_id": self.external_id,
+            "row": self.row, "reason": self.reason, "status": self.status, "doc": self.doc,
+        })
+
+
+class DeadLetterFile:
+    """Appends refusals durably; reads and rewrites the file for `bridge deadletter`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, refusals: Iterable[Refusal]) -> int:
+        """Append and fsync; returns how many were written. Raises FatalError if the file cannot be written."""
+        lines = [DeadLetter.from_refusal(refusal).to_json() + b"\n" for refusal in refusals]
+        if not lines:
+            return 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as handle:
+                handle.write(b"".join(lines))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise FatalError(f"cannot write the dead-letter file {self.path}: {exc}") from None
+        return len(lines)
+
+    def entries(self) -> Iterator[DeadLetter]:
+        """Every entry, oldest first; a torn last line (a crash mid-append) is skipped."""
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            for line in handle:
+                try:
+                    data = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                yield DeadLetter(**data)
+
+    def replace(self, entries: Iterable[DeadLetter]) -> None:
+        """Atomically rewrite the file with these entries (temp file in the same directory, then rename)."""
+        temp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with temp.open("wb") as handle:
+                for entry in entries:
+                    handle.write(entry.to_json() + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path)
+        except OSError as exc:
+            raise FatalError(f"cannot rewrite the dead-letter file {self.path}: {exc}") from None
