@@ -1,0 +1,268 @@
+"""The loop: source -> decode -> batching -> planning -> sink -> checkpoint, until told to stop.
+
+A reader thread pulls the source and decodes; the calling thread batches, plans, delivers and commits,
+so reading the next page overlaps writing the last one, through a bounded queue that keeps memory flat.
+A seq is committed only after the sink acknowledged every change up to it (at least once).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .batching import Batcher, BatchLimits
+from .checkpoint import Sent, StateStore
+from .deadletter import DeadLetterFile
+from .errors import BridgeError, DecodeError, StopRequested
+from .mapping import RowMapper
+from .model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
+from .planning import Accepts, Refusal, candidate_external_ids, plan_batch
+
+__all__ = ["Source", "Sink", "Decode", "Delivery", "RunStats", "run"]
+
+logger = logging.getLogger(__name__)
+
+_QUEUE_CHUNKS = 4  # chunks of up to _CHUNK items in flight between reader and committer
+_CHUNK = 1000
+_STATS_INTERVAL = 30.0
+
+
+class Source(Protocol):
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]: ...
+    def close(self) -> None: ...
+
+
+Decode = Callable[[Any], Change | None]
+"""Turns one raw source item into a Change (None: the item carries no change); raises DecodeError."""
+
+
+class Sink(Protocol):
+    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]: ...
+    def delete(self, rows: Sequence[Delete]) -> list[Rejection]: ...
+
+
+@dataclass
+class RunStats:
+    """Counters for one run, logged on an interval and at the end."""
+
+    received: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    position: Seq | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Delivery:
+    """Delivers one batch: plan against the record, write to the sink, dead-letter refusals, commit."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        store: StateStore,
+        deadletters: DeadLetterFile,
+        mapper: RowMapper,
+        accepts: Accepts,
+        *,
+        delete_unknown: bool,
+    ) -> None:
+        self._sink = sink
+        self._store = store
+        self._deadletters = deadletters
+        self._mapper = mapper
+        self._accepts = accepts
+        self._delete_unknown = delete_unknown
+
+    def refuse(self, refusals: Sequence[Refusal]) -> int:
+        """Record refusals found before planning (undecodable rows) in the dead-letter file."""
+        for refusal in refusals:
+            logger.error("dead-lettered %r at seq %s: %s", refusal.doc_id, refusal.seq, refusal.reason)
+        return self._deadletters.append(refusals)
+
+    def deliver(self, batch: Batch, stats: RunStats) -> None:
+        """Make PANDA hold the batch's rows, then commit the batch's position with the record of what was sent."""
+        changes = batch.changes
+        known = self._store.lookup(change.doc_id for change in changes) if changes else {}
+        owners = None
+        if changes and not self._mapper.uses_doc_id:
+            owners = self._store.owners(candidate_external_ids(changes, self._mapper))
+        plan = plan_batch(changes, self._mapper, self._accepts, known, owners, delete_unknown=self._delete_unknown)
+        rejected = self._sink.delete(plan.deletes) if plan.deletes else []
+        rejected += self._sink.upsert(plan.upserts) if plan.upserts else []
+        records: dict[str, Sent | None] = dict(plan.on_success)
+        refusals = list(plan.refusals)
+        for rejection in rejected:
+            doc_id = rejection.op.doc_id
+            records[doc_id] = plan.on_reject.get(doc_id, known.get(doc_id))
+            row = rejection.op.data if isinstance(rejection.op, Upsert) else None
+            doc = next((c.doc for c in changes if c.doc_id == doc_id), None)
+            refusals.append(Refusal(doc_id, rejection.op.seq, rejection.reason, rejection.op.external_id, row,
+                                    rejection.status, doc))
+        dead = self.refuse(refusals)
+        self._store.commit(records, batch.position)
+        stats.batches += 1
+        stats.received += batch.received
+        stats.upserted += len(plan.upserts) - sum(isinstance(r.op, Upsert) for r in rejected)
+        stats.deleted += len(plan.deletes) - sum(isinstance(r.op, Delete) for r in rejected)
+        stats.unchanged += plan.unchanged
+        stats.dead_lettered += dead
+        if batch.position is not None:
+            stats.position = batch.position
+        if changes or dead:
+            logger.info(
+                "batch committed: %d changes, %d upserts, %d deletes, %d unchanged, %d dead-lettered; seq %s",
+                len(changes), len(plan.upserts), len(plan.deletes), plan.unchanged, dead, batch.position,
+            )
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+def _read(
+    source: Source,
+    decode: Decode,
+    since: Seq | None,
+    follow: bool,
+    out: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """Reader thread: decode the source's items and hand them over in chunks, ending with _END."""
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    chunk: list[Change | Position | Refusal] = []
+    try:
+        for raw in source.changes(since, follow=follow):
+            if isinstance(raw, Position):
+                chunk.append(raw)
+                put(chunk)
+                chunk = []
+            else:
+                try:
+                    change = decode(raw)
+                except DecodeError as exc:
+                    chunk.append(Refusal(str(raw.get("id", "")) if isinstance(raw, Mapping) else "", None,
+                                         f"undecodable change: {exc}"))
+                    continue
+                if change is not None:
+                    chunk.append(change)
+                    if len(chunk) >= _CHUNK:
+                        put(chunk)
+                        chunk = []
+            if stop.is_set():
+                break
+        if chunk:
+            put(chunk)
+    except StopRequested:
+        pass
+    except BaseException as exc:  # handed to the committer, which raises it in the main thread
+        if chunk:
+            put(chunk)
+        put(_Failed(exc))
+    finally:
+        if not stop.is_set():
+            out.put(_END)
+
+
+def run(
+    source: Source,
+    decode: Decode,
+    delivery: Delivery,
+    limits: BatchLimits,
+    *,
+    since: Seq | None,
+    follow: bool,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunStats:
+    """Mirror the source from `since` until caught up (follow False) or until `stop` is set.
+
+    On stop, the batch in hand is delivered and committed (unless the sink is failing, in which case the
+    checkpoint stays at the last acknowledged batch). Raises the first fatal BridgeError from either side
+    after committing what was already acknowledged.
+    """
+    stats = RunStats()
+    batcher = Batcher(limits, clock)
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    reader = threading.Thread(target=_read, args=(source, decode, since, follow, handoff, stop),
+                              name="bridge-reader", daemon=True)
+    reader.start()
+    caught_up = False
+    last_stats = clock()
+    failure: BaseException | None = None
+    try:
+        while not stop.is_set():
+            wait = batcher.seconds_until_due()
+            try:
+                item = handoff.get(timeout=min(0.2, wait) if wait is not None else 0.2)
+            except queue.Empty:
+                item = None
+            if item is _END:
+                break
+            if isinstance(item, _Failed):
+                failure = item.error
+                break
+            if item is not None:
+                refusals = [entry for entry in item if isinstance(entry, Refusal)]
+                if refusals:
+                    stats.dead_lettered += delivery.refuse(refusals)
+                for entry in item:
+                    if isinstance(entry, Change):
+                        batcher.add(entry)
+                    elif isinstance(entry, Position):
+                        batcher.advance(entry)
+                        if entry.caught_up and not caught_up:
+                            logger.info("caught up at seq %s", entry.seq)
+                        caught_up = entry.caught_up
+            if batcher.due():
+                _deliver(batcher, delivery, stats)
+            if clock() - last_stats >= _STATS_INTERVAL:
+                last_stats = clock()
+                _log_stats(stats, clock)
+        if failure is None or isinstance(failure, BridgeError):
+            # The batch in hand was read correctly: deliver it before stopping or raising.
+            try:
+                _deliver(batcher, delivery, stats)
+            except StopRequested:
+                logger.warning("stopped before PANDA acknowledged the last batch; it will be re-read on restart")
+    finally:
+        stop.set()
+        source.close()
+        reader.join(timeout=5)
+    if failure is not None:
+        raise failure
+    _log_stats(stats, clock)
+    return stats
+
+
+def _deliver(batcher: Batcher, delivery: Delivery, stats: RunStats) -> None:
+    batch = batcher.take()
+    if batch is not None:
+        delivery.deliver(batch, stats)
+
+
+def _log_stats(stats: RunStats, clock: Callable[[], float]) -> None:
+    elapsed = max(1e-9, time.monotonic() - stats.started)
+    logger.info(
+        "progress: %d changes read (%.0f/s), %d upserted, %d deleted, %d unchanged, %d dead-lettered, seq %s",
+        stats.received, stats.received / elapsed, stats.upserted, stats.deleted, stats.unchanged,
+        stats.dead_lettered, stats.position,
+    )
