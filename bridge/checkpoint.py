@@ -67,18 +67,33 @@ class StateStore:
     """The bridge's durable state. Not thread-safe: one thread uses it."""
 
     def __init__(self, path: Path) -> None:
+        """Open the state file if it exists; a new one is only created when a pipeline claims it."""
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise FatalError(f"cannot open the checkpoint {path}: {exc}") from None
+        self._conn: sqlite3.Connection | None = None
+        if path.exists():
+            self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as exc:
+                raise FatalError(f"cannot open the checkpoint {self.path}: {exc}") from None
+            self._conn = conn
+        return self._conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._open()
 
     def close(self) -> None:
-        self._db.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -94,6 +109,8 @@ class StateStore:
             raise FatalError(f"cannot write the checkpoint {self.path}: {exc}") from None
 
     def _meta(self) -> dict[str, Any]:
+        if self._conn is None:
+            return {}
         try:
             rows = self._db.execute("SELECT key, value FROM meta").fetchall()
         except sqlite3.Error as exc:
@@ -147,6 +164,8 @@ class StateStore:
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
         found: dict[str, Sent] = {}
+        if self._conn is None:
+            return found
         ids = list(doc_ids)
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[start:start + _LOOKUP_CHUNK]
@@ -159,6 +178,8 @@ class StateStore:
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The document that owns each of these external_ids (absent: none)."""
         found: dict[str, str] = {}
+        if self._conn is None:
+            return found
         ids = list(external_ids)
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[start:start + _LOOKUP_CHUNK]

@@ -36,7 +36,7 @@ class DeadLetter:
 
     @classmethod
     def from_refusal(cls, refusal: Refusal, now: datetime.datetime | None = None) -> DeadLetter:
-        moment = now or datetime.datetime.now(datetime.timezone.utc)
+        moment = now or datetime.datetime.now(datetime.UTC)
         return cls(
             time=moment.isoformat(timespec="seconds"),
             doc_id=refusal.doc_id,

@@ -7,12 +7,14 @@ CouchDB's `feed=eventsource`, decode_sse_event any JSON event stream described b
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .decode import decode_row
 from .errors import ConfigError, DecodeError, MappingError
 from .model import Change, Seq
 
@@ -210,16 +212,19 @@ def decode_sse_event(event: SseEvent, spec: SseEventSpec) -> Change | None:
     return Change(seq=seq, doc_id=doc_id, deleted=deleted, doc=doc, size=len(event.data.encode("utf-8")))
 
 
-def _couchdb_seq(event: SseEvent, row: Mapping[str, Any]) -> Seq | None:
-    """The seq of a CouchDB eventsource row: the JSON-decoded event id, else the row's own seq."""
-    value: Any = row.get("seq")
+def couchdb_event_seq(event: SseEvent, row: Mapping[str, Any] | None = None) -> Seq | None:
+    """The seq of a CouchDB eventsource event: its JSON-decoded id, else the row's own seq (None if neither).
+
+    `null` (rows that `seq_interval` left without a seq) gives None: it must never be saved or sent back.
+    """
+    value: Any = (row or {}).get("seq")
     if event.id is not None:
         try:
             value = json.loads(event.id)
         except ValueError as exc:
             raise DecodeError(f"eventsource id {event.id!r} is not JSON-encoded") from exc
     if value is None:
-        return None  # seq_interval rows; never saved nor sent back
+        return None
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
         raise DecodeError(f"eventsource seq {value!r} is neither a string nor an integer")
     return Seq(value)
@@ -228,9 +233,9 @@ def _couchdb_seq(event: SseEvent, row: Mapping[str, Any]) -> Seq | None:
 def decode_couchdb_event(event: SseEvent) -> Change | None:
     """The change a CouchDB `feed=eventsource` event carries; None for heartbeats and other event types.
 
-    The data is one `_changes` row; the id is its seq JSON-encoded (`"12-g1AA…"` on 2.x/3.x, `12` on
-    1.x) and becomes Seq(str | int). Raises DecodeError when the row or the id is not what CouchDB sends:
-    one row per event, so bad JSON means the stream itself is corrupt.
+    The data is one `_changes` row, decoded like any other row (decode.py); the id is its seq
+    JSON-encoded (`"12-g1AA…"` on 2.x/3.x, `12` on 1.x). Raises DecodeError when the row or the id is not
+    what CouchDB sends: one row per event, so bad JSON means the stream itself is corrupt.
     """
     if event.event != "message" or not event.data.strip():
         return None
@@ -238,25 +243,10 @@ def decode_couchdb_event(event: SseEvent) -> Change | None:
         row = json.loads(event.data)
     except ValueError as exc:
         raise DecodeError(f"eventsource row is not JSON: {exc}") from exc
-    if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
+    change = decode_row(row)
+    if not change.doc_id:
         raise DecodeError("eventsource row has no document id")
-    seq = _couchdb_seq(event, row)
-    doc = row.get("doc")
-    doc = doc if isinstance(doc, dict) else None
-    changes = row.get("changes")
-    rev = None
-    if isinstance(changes, list) and changes and isinstance(changes[0], dict):
-        rev = changes[0].get("rev")
-    if not isinstance(rev, str):
-        rev = doc.get("_rev") if doc is not None and isinstance(doc.get("_rev"), str) else None
-    return Change(
-        seq=seq,
-        doc_id=row["id"],
-        deleted=row.get("deleted") is True,
-        doc=doc,
-        rev=rev,
-        size=len(event.data.encode("utf-8")),
-    )
+    return dataclasses.replace(change, seq=couchdb_event_seq(event, row), size=len(event.data.encode("utf-8")))
 
 
 def couchdb_eventsource_params(since: Seq | None, heartbeat_ms: int) -> dict[str, str]:

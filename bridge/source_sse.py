@@ -29,9 +29,10 @@ from .errors import (
     SourceUnavailable,
     TransientError,
 )
+from .model import Position, Seq
 from .retry import RetryPolicy, delays
 
-__all__ = ["SseSource", "SseEvent", "check_response"]
+__all__ = ["SseSource", "SseEvent", "SseFeed", "abort", "check_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,17 @@ _RETRIED_STATUSES = frozenset({408, 412, 425, 429})  # 412 is CouchDB's "nodedow
 _NETWORK_ERRORS = (requests.RequestException, Urllib3Error, HTTPException, OSError)
 _TIMEOUTS = (ReadTimeoutError, TimeoutError, requests.Timeout)
 _STOP_POLL = 0.1  # seconds between the stop watcher's looks at the stop flag
+
+
+def abort(response: requests.Response) -> None:
+    """Shut down the socket under a streaming response, so a read blocked on it in another thread ends now."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def check_response(status: int, content_type: str | None, body: str = "") -> None:
@@ -124,6 +136,12 @@ class SseSource:
         self._retry_after: float | None = None
         self._lock = threading.Lock()
         self._response: requests.Response | None = None
+        self._drained = False
+
+    @property
+    def drained(self) -> bool:
+        """True when the event just yielded was the last one the server had sent so far."""
+        return self._drained
 
     @property
     def last_event_id(self) -> str | None:
@@ -193,8 +211,9 @@ class SseSource:
                 events = parser.feed(chunk)
                 if parser.retry is not None:
                     self._server_retry = parser.retry
-                for event in events:
+                for index, event in enumerate(events, 1):
                     self._last_event_id = event.id or ""
+                    self._drained = index == len(events)
                     yield event
                 self._last_event_id = parser.last_event_id
         finally:
@@ -269,13 +288,8 @@ class SseSource:
             if self._stop.wait(_STOP_POLL):
                 with self._lock:
                     response = self._response
-                connection = getattr(response.raw, "connection", None) if response is not None else None
-                sock = getattr(connection, "sock", None)
-                if isinstance(sock, socket.socket):
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                if response is not None:
+                    abort(response)
                 return
 
     def _clamp(self, seconds: float) -> float:
@@ -292,3 +306,29 @@ class SseSource:
             cause,
             extra={"what": self._where, "error": error, "delay": delay, "attempt": attempt},
         )
+
+
+class SseFeed:
+    """An event stream as a pipeline source: its events, and a caught-up Position whenever it is drained.
+
+    `seq_of` gives an event's resume token (its id, decoded as the source needs). A stream has no end, so
+    only following is possible.
+    """
+
+    def __init__(self, source: SseSource, seq_of: Callable[[SseEvent], Seq | None]) -> None:
+        self._source = source
+        self._seq_of = seq_of
+
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[SseEvent | Position]:
+        """The stream's events from `since` (sent as Last-Event-ID) on; raises ConfigError without `follow`."""
+        if not follow:
+            raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
+        for event in self._source.events(since.as_param() if since is not None else None):
+            yield event
+            if self._source.drained:
+                seq = self._seq_of(event)
+                if seq is not None:
+                    yield Position(seq, caught_up=True)
+
+    def close(self) -> None:
+        """Nothing to do: the stream's own stop watcher closes the connection once `stop` is set."""

@@ -1,0 +1,205 @@
+"""The `bridge` command: options, logging setup, signals, exit codes.
+
+`main(argv)` only parses; the work is done by plain functions. One error boundary: a BridgeError is
+logged as `ClassName: message` and its class's exit code returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .checkpoint import StateStore
+from .config import Settings, load_settings, parse_override
+from .deadletter import DeadLetter, DeadLetterFile
+from .errors import BridgeError, ConfigError
+from .pipeline import RunStats
+from .runner import Bridge, parse_since
+
+__all__ = ["main"]
+
+logger = logging.getLogger("bridge")
+
+_COMMANDS = ("run", "once", "checkpoint", "deadletter")
+_SHORTCUTS = [
+    # (option, section.key, help)
+    ("--source-url", "source.url", "CouchDB server root (or SSE stream URL)"),
+    ("--database", "source.database", "CouchDB database to follow"),
+    ("--panda-url", "panda.url", "PANDA root URL"),
+    ("--panda-email", "panda.email", "PANDA user email"),
+    ("--dataset", "panda.dataset", "PANDA dataset slug"),
+    ("--columns", "mapping.columns", "PANDA columns, comma-separated, in order"),
+    ("--checkpoint", "checkpoint.path", "state file holding the checkpoint"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=os.environ.get("BRIDGE_CONFIG"),
+                        help="TOML configuration file (env BRIDGE_CONFIG)")
+    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any configuration key; the value is read as TOML, else as text "
+                             "(repeatable, e.g. --set batch.max_changes=500)")
+    for option, key, text in _SHORTCUTS:
+        common.add_argument(option, dest=key, metavar="VALUE", help=f"{text} (same as --set {key}=...)")
+    common.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (env BRIDGE_LOG_LEVEL)")
+
+    parser = argparse.ArgumentParser(
+        prog="bridge",
+        description="Mirror a CouchDB database's changes feed into a PANDA dataset, at least once. "
+                    "Secrets come from COUCHDB_PASSWORD and PANDA_API_KEY.",
+        epilog="With no command, `bridge` runs `bridge run`.",
+    )
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    since_help = ("where to start: `last` (the checkpoint; the default, from 0 when there is none), "
+                  "`now` (only new changes), `0` (the beginning) or a seq")
+    run = commands.add_parser("run", parents=[common], help="catch up, then follow until SIGINT/SIGTERM")
+    run.add_argument("--since", default="last", help=since_help)
+    once = commands.add_parser("once", parents=[common], help="catch up to the current end of the feed, then exit")
+    once.add_argument("--since", default="last", help=since_help)
+    checkpoint = commands.add_parser("checkpoint", parents=[common], help="show or reset the saved checkpoint")
+    checkpoint.add_argument("action", choices=["show", "reset"])
+    deadletter = commands.add_parser("deadletter", parents=[common], help="list or retry dead-lettered changes")
+    deadletter.add_argument("action", choices=["list", "retry"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bridge` console script; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in _COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "run")
+    args = _parser().parse_args(args_list)
+    _configure_logging(args.log_level)
+    try:
+        settings = _settings(args)
+        if args.command in ("run", "once"):
+            return run_bridge(settings, args.since, follow=args.command == "run")
+        if args.command == "checkpoint":
+            return checkpoint_command(settings, args.action)
+        return deadletter_command(settings, args.action)
+    except BridgeError as exc:
+        logger.error("%s: %s", type(exc).__name__, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[tuple[str, str], Any] = {}
+    for text in args.overrides:
+        section, key, value = parse_override(text)
+        overrides[(section, key)] = value
+    for _option, dotted, _text in _SHORTCUTS:
+        value = getattr(args, dotted)
+        if value is not None:
+            section, key = dotted.split(".")
+            overrides[(section, key)] = value
+    return load_settings(args.config, overrides)
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            logger.warning("second %s: exiting at once (the checkpoint is at the last acknowledged batch)", name)
+            os._exit(130)
+        logger.info("%s received: finishing the batch in hand, then stopping (again to exit at once)", name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def run_bridge(settings: Settings, since_text: str, *, follow: bool) -> int:
+    """`bridge run` / `bridge once`: mirror until stopped (or caught up); 0 on a clean stop."""
+    try:
+        since = parse_since(since_text)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _install_signals(stop)
+    bridge = Bridge(settings, stop)
+    try:
+        stats: RunStats = bridge.run(since, follow=follow)
+    finally:
+        bridge.close()
+    logger.info("stopped; checkpoint at seq %s (%s)", stats.position, settings.checkpoint.path)
+    return 0
+
+
+def checkpoint_command(settings: Settings, action: str) -> int:
+    """`bridge checkpoint show|reset`."""
+    path = Path(settings.checkpoint.path)
+    if not path.exists():
+        print(json.dumps({"path": str(path), "checkpoint": None}, indent=2))
+        return 0
+    store = StateStore(path)
+    try:
+        saved = store.load()
+        if action == "reset":
+            store.reset()
+            logger.info("checkpoint %s reset: the next run starts from the beginning and re-sends every row", path)
+            return 0
+        if saved is None:
+            print(json.dumps({"path": str(path), "checkpoint": None}, indent=2))
+            return 0
+        saved_at = (datetime.datetime.fromtimestamp(saved.saved_at, datetime.UTC).isoformat(timespec="seconds")
+                    if saved.saved_at else None)
+        print(json.dumps({
+            "path": str(path),
+            "seq": None if saved.seq is None else saved.seq.value,
+            "saved_at": saved_at,
+            "documents_in_panda": saved.documents,
+            "belongs_to": saved.fingerprint,
+            "matches_configuration": saved.fingerprint == json.loads(json.dumps(settings.fingerprint())),
+            "dead_letters": sum(1 for _ in DeadLetterFile(settings.checkpoint.deadletter_path).entries()),
+        }, indent=2, ensure_ascii=False))
+        return 0
+    finally:
+        store.close()
+
+
+def deadletter_command(settings: Settings, action: str) -> int:
+    """`bridge deadletter list|retry`."""
+    letters = DeadLetterFile(settings.checkpoint.deadletter_path)
+    entries = list(letters.entries())
+    if action == "list":
+        for entry in entries:
+            print(json.dumps({"time": entry.time, "doc_id": entry.doc_id, "seq": entry.seq,
+                              "external_id": entry.external_id, "reason": entry.reason, "status": entry.status},
+                             ensure_ascii=False))
+        logger.info("%d dead-lettered change(s) in %s", len(entries), letters.path)
+        return 0
+    return retry_dead_letters(settings, letters, entries)
+
+
+def retry_dead_letters(settings: Settings, letters: DeadLetterFile, entries: list[DeadLetter]) -> int:
+    """Deliver each dead-lettered document again, as it is now in the source; keep those still refused."""
+    stop = threading.Event()
+    bridge = Bridge(settings, stop)
+    try:
+        kept = bridge.retry_dead_letters(letters, entries)
+    finally:
+        bridge.close()
+    return 0 if not kept else 1

@@ -1,0 +1,249 @@
+"""Builds a pipeline from settings, checks both ends before anything is written, and runs it.
+
+Start-up order: the checkpoint is read and matched to these settings; the source and PANDA are reached
+(a failure here is a configuration error, exit 2); the dataset is fetched or created and its columns
+compared; the database marker is checked; only then does the feed start.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from .batching import BatchLimits
+from .checkpoint import Checkpoint, StateStore
+from .config import Settings, scrub_url
+from .deadletter import DeadLetter, DeadLetterFile
+from .decode import decode_row
+from .decode_sse import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
+from .errors import CheckpointMismatch, ConfigError, TransientError
+from .filtering import DocFilter, compile_selector
+from .mapping import RowMapper
+from .model import Batch, Change, Seq
+from .pipeline import Decode, Delivery, RunStats, Source, run
+from .retry import RetryPolicy
+from .sink_panda import PandaSink
+from .source_couchdb import CouchSource
+from .source_sse import SseFeed, SseSource
+
+__all__ = ["parse_since", "Bridge"]
+
+logger = logging.getLogger(__name__)
+
+_STARTUP_TRIES = 3
+
+
+def parse_since(text: str) -> str | Seq | None:
+    """`last` and `now` stay words; `0` means the beginning (None); anything else is a literal seq."""
+    if text in ("last", "now"):
+        return text
+    if text == "0":
+        return None
+    return Seq(int(text)) if text.isdigit() else Seq(text)
+
+
+def decode_couch_item(raw: Any) -> Change | None:
+    """A CouchDB source yields `_changes` rows while catching up and, with feed=eventsource, events after."""
+    if isinstance(raw, SseEvent):
+        return decode_couchdb_event(raw)
+    return decode_row(raw)
+
+
+def _event_seq(event: SseEvent) -> Seq | None:
+    return Seq(event.id) if event.id else None
+
+
+class Bridge:
+    """The adapters of one pipeline, opened together and closed together."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay)
+        self.store = StateStore(Path(settings.checkpoint.path))
+        self.deadletters = DeadLetterFile(settings.checkpoint.deadletter_path)
+        self.mapper = RowMapper(settings.mapping)
+        source = settings.source
+        self.filter = DocFilter(
+            selector=compile_selector(source.selector) if source.selector else None,
+            doc_ids=frozenset(source.doc_ids) if source.doc_ids else None,
+        )
+        self.couch: CouchSource | None = None
+        self.source: Source
+        self.decode: Decode
+        if source.kind == "couchdb":
+            self.couch = self._couch(self.retry)
+            self.source, self.decode = self.couch, decode_couch_item
+        else:
+            spec = _event_spec(source.events)
+            stream = SseSource(
+                source.url, headers=source.headers, connect_timeout=source.connect_timeout,
+                read_timeout=source.effective_read_timeout, retry=self.retry, stop=stop,
+                min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect,
+            )
+            self.source = SseFeed(stream, seq_of=_event_seq)
+            self.decode = functools.partial(decode_sse_event, spec=spec)
+        self.sink = self._sink(self.retry)
+
+    def _couch(self, policy: RetryPolicy) -> CouchSource:
+        return CouchSource(self.settings.source, retry=policy, stop=self.stop)
+
+    def _sink(self, policy: RetryPolicy) -> PandaSink:
+        panda = self.settings.panda
+        return PandaSink(panda.url, panda.email, panda.api_key, panda.dataset,
+                         timeout=panda.timeout, retry=policy, stop=self.stop)
+
+    def close(self) -> None:
+        self.source.close()
+        self.sink.close()
+        self.store.close()
+
+    def prepare(self) -> Checkpoint | None:
+        """Check the checkpoint and both ends, creating the dataset if allowed, before anything is written.
+
+        A server that cannot be reached within a few quick tries is a configuration error (exit 2); the
+        patient retries are for faults that start once the bridge is running.
+        """
+        quick = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=_STARTUP_TRIES)
+        couch = self._couch(quick) if self.couch is not None else None
+        sink = self._sink(quick)
+        try:
+            return self._prepare(couch, sink)
+        except TransientError as exc:
+            raise ConfigError(f"cannot start: {exc}") from None
+        finally:
+            if couch is not None:
+                couch.close()
+            sink.close()
+
+    def _prepare(self, couch: CouchSource | None, sink: PandaSink) -> Checkpoint | None:
+        settings = self.settings
+        saved = self.store.load()
+        if saved is not None:
+            self.store.claim(settings.fingerprint())
+        if couch is not None:
+            try:
+                info = couch.info()
+            except TransientError as exc:
+                raise ConfigError(f"cannot start: reading CouchDB database {settings.source.database!r} at "
+                                  f"{scrub_url(settings.source.url)} failed: {exc}") from None
+            logger.info("source: database %r, %s documents, update_seq %s",
+                        settings.source.database, info.get("doc_count"), info.get("update_seq"))
+        try:
+            sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
+                                name=settings.panda.dataset_name or None)
+        except TransientError as exc:
+            where = scrub_url(settings.panda.url)
+            raise ConfigError(f"cannot start: reaching PANDA at {where} failed: {exc}") from None
+        row_count = sink.dataset_info().get("row_count") or 0
+        if saved is None:
+            marker = self._mark(couch, None)
+            self.store.claim(settings.fingerprint())
+            self.store.set_marker(marker, complete=row_count == 0)
+            return None
+        if saved.source_marker is not None:
+            marker = self._mark(couch, saved.source_marker)
+            if marker != saved.source_marker:
+                raise CheckpointMismatch(
+                    f"database {settings.source.database!r} was deleted and recreated (or its marker "
+                    f"_local/bridge-{settings.fingerprint_hash()} removed) since the checkpoint {self.store.path} "
+                    "was saved, so its seq means nothing there. Run `bridge checkpoint reset`, then start again."
+                )
+        return saved
+
+    def _mark(self, couch: CouchSource | None, expected: str | None) -> str | None:
+        """Check or write the database marker; the running source then watches it."""
+        if couch is None or self.couch is None:
+            return None
+        marker = couch.ensure_marker(self.settings.fingerprint_hash(), expected)
+        self.couch.adopt_marker(couch.marker_doc, marker)
+        return marker
+
+    def resolve_since(self, since: str | Seq | None, saved: Checkpoint | None) -> Seq | None:
+        if since == "last":
+            if saved is None or saved.seq is None:
+                logger.info("no checkpoint at %s: starting from the beginning of the feed", self.store.path)
+                return None
+            logger.info("resuming after seq %s from %s", saved.seq, self.store.path)
+            return saved.seq
+        if since == "now":
+            if self.couch is None:
+                logger.info("starting where the event stream starts without a Last-Event-ID")
+                return None
+            seq = self.couch.current_seq()
+            logger.info("starting at the current end of the feed, seq %s", seq)
+            return seq
+        assert not isinstance(since, str)
+        logger.info("starting after seq %s as asked", since if since is not None else 0)
+        return since
+
+    def run(self, since: str | Seq | None, *, follow: bool) -> RunStats:
+        """Prepare, then mirror from `since` until caught up (follow False) or until stopped."""
+        if not follow and self.couch is None:
+            raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
+        saved = self.prepare()
+        start = self.resolve_since(since, saved)
+        complete = saved.complete if saved is not None else True
+        delivery = self.delivery(self.deadletters, delete_unknown=not complete)
+        batch = self.settings.batch
+        limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
+        logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
+                    "following" if follow else "until caught up")
+        return run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+
+    def delivery(self, deadletters: DeadLetterFile, *, delete_unknown: bool) -> Delivery:
+        """The planning and delivery stage over this bridge's sink and state."""
+        return Delivery(self.sink, self.store, deadletters, self.mapper, self.filter.accepts,
+                        delete_unknown=delete_unknown)
+
+    def retry_dead_letters(self, letters: DeadLetterFile, entries: list[DeadLetter]) -> list[DeadLetter]:
+        """Deliver the dead-lettered documents again as they are now in the source; returns what is still refused.
+
+        The file is rewritten atomically with the entries still refused (and those without a document id,
+        which cannot be looked up), so a crash part-way leaves the old file and a retry of a retry is harmless.
+        """
+        if self.couch is None:
+            raise ConfigError(
+                "`bridge deadletter retry` needs a source it can ask for a document's current version "
+                "(CouchDB); an event stream cannot be re-read: have it send a new event for each document "
+                "that `bridge deadletter list` shows"
+            )
+        retryable = [entry for entry in entries if entry.doc_id]
+        kept = [entry for entry in entries if not entry.doc_id]
+        if not retryable:
+            logger.info("nothing to retry (%d entries without a document id are kept)", len(kept))
+            return kept
+        saved = self.prepare()
+        changes: dict[str, Change] = {}
+        for entry in retryable:
+            doc = self.couch.get_doc(entry.doc_id)
+            changes[entry.doc_id] = Change(seq=None, doc_id=entry.doc_id, deleted=doc is None, doc=doc)
+        fresh = DeadLetterFile(letters.path.with_name(letters.path.name + ".retry"))
+        fresh.replace([])
+        delivery = self.delivery(fresh, delete_unknown=saved is None or not saved.complete)
+        delivery.deliver(Batch(changes=tuple(changes.values()), position=None), RunStats())
+        still = list(fresh.entries())
+        letters.replace(kept + still)
+        fresh.path.unlink(missing_ok=True)
+        logger.info("retried %d document(s): %d delivered, %d still refused", len(changes),
+                    len(changes) - len(still), len(still))
+        return kept + still
+
+    def _source_name(self) -> str:
+        source = self.settings.source
+        if source.kind == "couchdb":
+            return f"CouchDB database {source.database!r}"
+        return f"event stream {scrub_url(source.url)}"
+
+
+def _event_spec(events: dict[str, Any]) -> SseEventSpec:
+    """[source.events] as an SseEventSpec; lists become tuples, unknown keys are a ConfigError."""
+    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                              for key, value in events.items()}
+    try:
+        return SseEventSpec(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[source.events] {exc}") from None
