@@ -1,0 +1,25 @@
+"""Fixtures for end-to-end tests: a PANDA emulator per test and a pipeline wired to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.emulator import PandaEmulator
+from tests.support.couchdb_server import CouchDatabase
+from tests.support.pipeline import Pipeline
+
+
+@pytest.fixture
+def panda() -> Iterator[PandaEmulator]:
+    """A fresh PANDA emulator on a free loopback port."""
+    with PandaEmulator(port=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def pipeline(couch_db: CouchDatabase, panda: PandaEmulator, tmp_path: Path) -> Pipeline:
+    """A bridge configuration from a fresh database to a new dataset, state under tmp_path."""
+    return Pipeline(source_url=couch_db.server.url, database=couch_db.name, panda=panda, dir=tmp_path / "bridge")

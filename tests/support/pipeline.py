@@ -1,0 +1,164 @@
+"""Helpers for end-to-end tests: a bridge config on disk, the bridge as a real process, expected rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge import external_id as ids
+from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
+from bridge.mapping import lookup, to_cell
+
+ROOT = Path(__file__).resolve().parents[2]
+COLUMNS = ["first_name", "last_name", "employer"]
+FIELDS = {"employer": "job.employer"}
+
+
+@dataclass
+class Pipeline:
+    """One pipeline under test: its config file, state directory and both ends."""
+
+    source_url: str
+    database: str
+    panda: PandaEmulator
+    dir: Path
+    dataset: str = "contributors"
+    columns: list[str] = field(default_factory=lambda: list(COLUMNS))
+    fields: dict[str, str] = field(default_factory=lambda: dict(FIELDS))
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "bridge.toml"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "state" / "bridge.checkpoint"
+
+    @property
+    def deadletter(self) -> Path:
+        return Path(str(self.checkpoint) + ".deadletter.jsonl")
+
+    def write_config(self) -> Path:
+        sections: dict[str, dict[str, Any]] = {
+            "source": {"url": self.source_url, "database": self.database, "heartbeat": 1.0},
+            "panda": {"url": self.panda.url, "email": DEFAULT_EMAIL, "dataset": self.dataset,
+                      "create_dataset": True, "timeout": 5.0},
+            "mapping": {"columns": self.columns},
+            "checkpoint": {"path": str(self.checkpoint)},
+            "batch": {"max_age": 0.1},
+            "retry": {"initial_delay": 0.05, "max_delay": 0.5},
+        }
+        for name, values in self.extra.items():
+            sections.setdefault(name, {}).update(values)
+        lines = []
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+            if name == "mapping" and self.fields:
+                lines.append("[mapping.fields]")
+                lines += [f"{key} = {json.dumps(value)}" for key, value in self.fields.items()]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text("\n".join(lines) + "\n")
+        return self.config
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, PANDA_API_KEY=DEFAULT_API_KEY, PYTHONPATH=str(ROOT))
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bridge", *args, "--config", str(self.config)]
+
+    def once(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `bridge once` to completion."""
+        self.write_config() if not self.config.exists() else None
+        return subprocess.run(self.command("once", *args), env=self.env(), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def start(self, *args: str, command: str = "run") -> subprocess.Popen[str]:
+        """Start `bridge run` in the background; stderr is kept for assertions."""
+        self.write_config() if not self.config.exists() else None
+        return subprocess.Popen(self.command(command, *args), env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+    def rows(self) -> dict[str, list[Any]]:
+        """The dataset's rows; empty until the bridge has created the dataset."""
+        try:
+            return self.panda.rows(self.dataset)
+        except KeyError:
+            return {}
+
+    def expected(self, docs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
+        """The rows PANDA must hold for these live documents (design documents are not data)."""
+        paths = [self.fields.get(column, column) for column in self.columns]
+        return {ids.encode(doc_id): [to_cell(lookup(doc, path)) for path in paths]
+                for doc_id, doc in docs.items() if not doc_id.startswith("_design/")}
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
+    """Signal the process and wait; returns (exit code, stderr)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        _out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _out, err = process.communicate()
+        raise AssertionError(f"bridge did not stop within {timeout}s after {sig}:\n{err[-3000:]}") from None
+    return process.returncode, err
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0,
+               process: subprocess.Popen[str] | None = None) -> None:
+    """Poll `check` (bounded); fail with `what` and the bridge's log if it never holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and process.poll() is not None:
+            _out, err = process.communicate()
+            raise AssertionError(f"bridge exited ({process.returncode}) before {what}:\n{err[-3000:]}")
+        time.sleep(0.05)
+    detail = ""
+    if process is not None and process.poll() is None:
+        process.kill()
+        _out, err = process.communicate()
+        detail = "\n" + err[-3000:]
+    raise AssertionError(f"timed out after {timeout}s waiting until {what}{detail}")
+
+
+def written_ids(panda: PandaEmulator, dataset: str) -> list[str]:
+    """Every external_id the emulator received in bulk upserts (in order, with repeats)."""
+    seen: list[str] = []
+    for request in panda.requests:
+        if request.method == "PUT" and request.path.endswith(f"/dataset/{dataset}/data/") and request.status == 202:
+            seen += [obj["external_id"] for obj in (request.body or {}).get("objects", [])]
+    return seen
+
+
+def deleted_ids(panda: PandaEmulator, dataset: str) -> list[str]:
+    """Every external_id the emulator deleted one by one."""
+    prefix = f"/api/1.0/dataset/{dataset}/data/"
+    return [request.path[len(prefix):-1] for request in panda.requests
+            if request.method == "DELETE" and request.path.startswith(prefix) and request.path != prefix]
+
+
+def make_docs(count: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"_id": f"doc-{n:05d}", "first_name": f"First{n}", "last_name": f"Last{n}",
+             "job": {"employer": f"Employer {n % 17}"}, "n": n} for n in range(start, start + count)]
+
+
+def bulk_update(server: Any, db: str, docs: Sequence[Mapping[str, Any]], **changes: Any) -> list[dict[str, Any]]:
+    """Apply `changes` to each doc (which must carry _rev) and save; returns the updated docs."""
+    updated = [dict(doc, **changes) for doc in docs]
+    results = server.bulk_docs(db, updated)
+    for doc, result in zip(updated, results, strict=True):
+        doc["_rev"] = result["rev"]
+    return updated
