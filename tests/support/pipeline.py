@@ -62,10 +62,10 @@ class Pipeline:
         lines = []
         for name, values in sections.items():
             lines.append(f"[{name}]")
-            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+            lines += [f"{toml_key(key)} = {toml_value(value)}" for key, value in values.items()]
             if name == "mapping" and self.fields:
                 lines.append("[mapping.fields]")
-                lines += [f"{key} = {json.dumps(value)}" for key, value in self.fields.items()]
+                lines += [f"{toml_key(key)} = {toml_value(value)}" for key, value in self.fields.items()]
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text("\n".join(lines) + "\n")
         return self.config
@@ -100,6 +100,21 @@ class Pipeline:
         paths = [self.fields.get(column, column) for column in self.columns]
         return {ids.encode(doc_id): [to_cell(lookup(doc, path)) for path in paths]
                 for doc_id, doc in docs.items() if not doc_id.startswith("_design/")}
+
+
+def toml_key(key: str) -> str:
+    return key if key.replace("_", "a").replace("-", "a").isalnum() and key.isascii() else json.dumps(key)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value (inline tables for mappings); JSON strings are valid TOML basic strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
