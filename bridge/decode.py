@@ -37,10 +37,10 @@ def decode_row(row: Any) -> Change:
     """
     if not isinstance(row, Mapping):
         raise DecodeError(f"a change row must be a JSON object, got {type(row).__name__}")
+    seq = decode_seq(row.get("seq"))
     doc_id = row.get("id")
     if not isinstance(doc_id, str):
-        raise DecodeError(f"a change row needs a string id, got {doc_id!r}", seq=row.get("seq"))
-    seq = decode_seq(row.get("seq"))
+        raise DecodeError(f"a change row needs a string id, got {doc_id!r}", seq=seq)
     doc = row.get("doc")
     if doc is not None and not isinstance(doc, Mapping):
         raise DecodeError(f"change {doc_id!r} has a doc that is not an object", seq=seq)

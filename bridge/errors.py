@@ -3,8 +3,7 @@
     BridgeError
     ├── TransientError          retry with capped, jittered backoff; nothing is recorded past it
     │   ├── SourceUnavailable   CouchDB or the SSE server unreachable, timed out, 5xx, 429
-    │   ├── FeedInterrupted     the feed stalled, was cut mid-line or ended without its terminator
-    │   │   └── DecodeError     a line that is not a change (torn or corrupt bytes): re-read it
+    │   ├── FeedInterrupted     the feed stalled, was cut mid-line, ended without its terminator or did not parse
     │   └── SinkUnavailable     PANDA unreachable, timed out, 5xx, 429, outcome unknown (502/504)
     │       └── DatasetLocked   PANDA's 403 "Dataset is currently locked by another process."
     ├── FatalError              stop at once with a message and a non-zero exit code
@@ -14,7 +13,8 @@
     │   ├── CheckpointMismatch  the saved checkpoint belongs to another pipeline or an older database (exit 5)
     │   └── ProtocolError       an answer the bridge cannot act on, e.g. a malformed seq (exit 6)
     ├── RejectedError           the sink refused these rows: they go to the dead-letter file, the bridge goes on
-    │   └── MappingError        a document that cannot become a PANDA row (no external_id, bad field)
+    │   ├── MappingError        a document that cannot become a PANDA row (no external_id, bad field)
+    │   └── DecodeError         a well-formed feed item that is not a change (no id): dead-lettered raw
     └── StopRequested           the operator asked to stop while a call was being retried: exit 0, the
                                 batch in hand stays unacknowledged and the checkpoint where it was
 
@@ -73,10 +73,6 @@ class FeedInterrupted(TransientError):
     """The feed stopped before its end: stalled, cut off mid-line or missing its terminator."""
 
 
-class DecodeError(FeedInterrupted):
-    """A feed line that is not a change; the bytes were torn or corrupt, so the feed is read again."""
-
-
 class SinkUnavailable(TransientError):
     """PANDA could not be reached, timed out, or answered with a retryable status."""
 
@@ -133,6 +129,14 @@ class RejectedError(BridgeError):
 
 class MappingError(RejectedError):
     """A document that cannot become a PANDA row; dead-lettered with this message as the reason."""
+
+
+class DecodeError(RejectedError):
+    """A feed item that parsed but is not a change (a row without an id, an event that is not JSON).
+
+    Reading it again would give the same item, so it is dead-lettered with its raw text. Bytes that do not
+    parse at all (a page cut off mid-line) are a FeedInterrupted instead, and are read again.
+    """
 
 
 class StopRequested(BridgeError):

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from .batching import Batcher, BatchLimits
 from .checkpoint import Sent, StateStore
 from .deadletter import DeadLetterFile
-from .errors import BridgeError, DecodeError, StopRequested
+from .decode import ROW_SIZE_KEY
+from .errors import BridgeError, RejectedError, StopRequested
 from .mapping import RowMapper
 from .model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
 from .planning import Accepts, Refusal, candidate_external_ids, plan_batch
@@ -38,7 +39,7 @@ class Source(Protocol):
 
 
 Decode = Callable[[Any], Change | None]
-"""Turns one raw source item into a Change (None: the item carries no change); raises DecodeError."""
+"""Turns one raw source item into a Change (None: it carries no change); raises DecodeError or MappingError."""
 
 
 class Sink(Protocol):
@@ -158,9 +159,8 @@ def _read(
             else:
                 try:
                     change = decode(raw)
-                except DecodeError as exc:
-                    chunk.append(Refusal(str(raw.get("id", "")) if isinstance(raw, Mapping) else "", None,
-                                         f"undecodable change: {exc}"))
+                except RejectedError as exc:  # DecodeError, or MappingError from an event's payload
+                    chunk.append(_undecodable(raw, exc))
                     continue
                 if change is not None:
                     chunk.append(change)
@@ -180,6 +180,16 @@ def _read(
     finally:
         if not stop.is_set():
             out.put(_END)
+
+
+def _undecodable(raw: Any, exc: RejectedError) -> Refusal:
+    """A dead letter for a feed item that is not a change, keeping the item itself so nothing is lost."""
+    if isinstance(raw, Mapping):
+        doc_id, kept = str(raw.get("id", "")), {key: value for key, value in raw.items() if key != ROW_SIZE_KEY}
+    else:
+        doc_id, kept = "", {"raw": repr(raw)}
+    seq = exc.seq if isinstance(exc.seq, Seq) else None
+    return Refusal(doc_id, seq, f"not a change: {exc}", doc=kept)
 
 
 def run(
@@ -232,11 +242,13 @@ def run(
                         if entry.caught_up and not caught_up:
                             logger.info("caught up at seq %s", entry.seq)
                         caught_up = entry.caught_up
+                    if batcher.due():  # inside the chunk, so no batch outgrows its limits
+                        _deliver(batcher, delivery, stats)
             if batcher.due():
                 _deliver(batcher, delivery, stats)
             if clock() - last_stats >= _STATS_INTERVAL:
                 last_stats = clock()
-                _log_stats(stats, clock)
+                _log_stats(stats)
         if failure is None or isinstance(failure, BridgeError):
             # The batch in hand was read correctly: deliver it before stopping or raising.
             try:
@@ -249,7 +261,7 @@ def run(
         reader.join(timeout=5)
     if failure is not None:
         raise failure
-    _log_stats(stats, clock)
+    _log_stats(stats)
     return stats
 
 
@@ -259,7 +271,7 @@ def _deliver(batcher: Batcher, delivery: Delivery, stats: RunStats) -> None:
         delivery.deliver(batch, stats)
 
 
-def _log_stats(stats: RunStats, clock: Callable[[], float]) -> None:
+def _log_stats(stats: RunStats) -> None:
     elapsed = max(1e-9, time.monotonic() - stats.started)
     logger.info(
         "progress: %d changes read (%.0f/s), %d upserted, %d deleted, %d unchanged, %d dead-lettered, seq %s",

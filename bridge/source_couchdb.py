@@ -25,7 +25,6 @@ from .decode import ROW_SIZE_KEY, decode_seq
 from .decode_sse import SseEvent, couchdb_event_seq, couchdb_eventsource_params
 from .errors import (
     AuthError,
-    DecodeError,
     FeedInterrupted,
     NotFoundError,
     ProtocolError,
@@ -299,12 +298,13 @@ class Page:
 
 
 def _parse(body: bytes, what: str, *, interrupted: bool = False) -> Any:
+    """Parse a response body; one that is not JSON (cut off, or a proxy's error page) is read again."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         if interrupted:
             raise FeedInterrupted(f"{what} ended before its terminator ({len(body)} bytes read)") from None
-        raise DecodeError(f"{what} is not JSON ({len(body)} bytes)") from None
+        raise SourceUnavailable(f"{what} answered with something that is not JSON ({len(body)} bytes)") from None
 
 
 def classify(response: requests.Response, database: str) -> None:

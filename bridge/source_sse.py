@@ -23,6 +23,7 @@ from .decode_sse import SseEvent, SseParser
 from .errors import (
     AuthError,
     ConfigError,
+    DecodeError,
     FeedInterrupted,
     NotFoundError,
     ProtocolError,
@@ -326,7 +327,10 @@ class SseFeed:
         for event in self._source.events(since.as_param() if since is not None else None):
             yield event
             if self._source.drained:
-                seq = self._seq_of(event)
+                try:
+                    seq = self._seq_of(event)
+                except DecodeError:
+                    continue  # the event itself is dead-lettered by the pipeline; no position from it
                 if seq is not None:
                     yield Position(seq, caught_up=True)
 

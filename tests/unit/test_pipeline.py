@@ -1,0 +1,137 @@
+"""pipeline.py with fakes: what is acknowledged is committed, what is refused is dead-lettered, never more."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from bridge.batching import BatchLimits
+from bridge.checkpoint import StateStore
+from bridge.config import MappingSettings
+from bridge.deadletter import DeadLetterFile
+from bridge.decode import decode_row
+from bridge.errors import AuthError
+from bridge.filtering import DocFilter
+from bridge.mapping import RowMapper
+from bridge.model import Delete, Position, Rejection, Seq, Upsert
+from bridge.pipeline import Delivery, run
+
+
+class FakeSource:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.since: Seq | None = None
+
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]:
+        self.since = since
+        yield from self.items
+
+    def close(self) -> None:
+        pass
+
+
+class FakeSink:
+    """Holds rows like PANDA; refuses rows whose name is 'BAD'; can fail fatally after N writes."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.rows: dict[str, tuple[Any, ...]] = {}
+        self.writes = 0
+        self.fail_after = fail_after
+
+    def _count(self) -> None:
+        if self.fail_after is not None and self.writes >= self.fail_after:
+            raise AuthError("PANDA refused the credentials")
+        self.writes += 1
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+        self._count()
+        refused = [Rejection(row, "bad name", 400) for row in rows if row.data[0] == "BAD"]
+        for row in rows:
+            if row.data[0] != "BAD":
+                self.rows[row.external_id] = row.data
+        return refused
+
+    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+        self._count()
+        for row in rows:
+            self.rows.pop(row.external_id, None)
+        return []
+
+
+def row(seq: int, doc_id: str, name: str | None = None, deleted: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = {"seq": seq, "id": doc_id, "changes": [{"rev": f"{seq}-x"}]}
+    if deleted:
+        item["deleted"] = True
+    else:
+        item["doc"] = {"_id": doc_id, "name": name}
+    return item
+
+
+@pytest.fixture
+def parts(tmp_path):
+    store = StateStore(tmp_path / "state")
+    store.claim({"test": True})
+    letters = DeadLetterFile(tmp_path / "dead.jsonl")
+    yield store, letters
+    store.close()
+
+
+def mirror(items, sink, store, letters, limits=BatchLimits(max_changes=2)):
+    mapper = RowMapper(MappingSettings(columns=["name"]))
+    delivery = Delivery(sink, store, letters, mapper, DocFilter().accepts, delete_unknown=False)
+    return run(FakeSource(items), decode_row, delivery, limits, since=None, follow=False,
+               stop=threading.Event())
+
+
+def test_rows_arrive_and_the_last_position_is_committed(parts):
+    store, letters = parts
+    sink = FakeSink()
+    items = [row(1, "a", "A"), row(2, "b", "B"), row(3, "a", "A2"), Position(Seq(3)),
+             row(4, "b", deleted=True), row(5, "c", "C"), Position(Seq(7), caught_up=True)]
+    stats = mirror(items, sink, store, letters)
+    assert sink.rows == {"a": ("A2",), "c": ("C",)}
+    assert store.load().seq == Seq(7)
+    assert stats.received == 5 and stats.deleted == 1
+    assert list(letters.entries()) == []
+
+
+def test_refused_and_undecodable_items_are_dead_lettered_and_passed(parts):
+    store, letters = parts
+    sink = FakeSink()
+    items = [row(1, "a", "A"), row(2, "b", "BAD"), {"seq": 3, "changes": []}, row(4, "c", "C"),
+             Position(Seq(4), caught_up=True)]
+    mirror(items, sink, store, letters)
+    assert sink.rows == {"a": ("A",), "c": ("C",)}
+    entries = list(letters.entries())
+    assert [(e.doc_id, e.seq, e.reason) for e in entries] == [
+        ("", 3, "not a change: a change row needs a string id, got None"),
+        ("b", 2, "bad name"),
+    ]
+    assert entries[1].row == ["BAD"] and entries[1].doc == {"_id": "b", "name": "BAD"}
+    assert entries[0].doc == {"seq": 3, "changes": []}  # the raw item is kept
+    assert store.load().seq == Seq(4)
+    assert store.lookup(["b"]) == {}  # a refused row is not recorded as sent
+
+
+def test_a_fatal_sink_error_stops_without_committing_past_the_acknowledged_batch(parts):
+    store, letters = parts
+    sink = FakeSink(fail_after=1)
+    items = [row(1, "a", "A"), row(2, "b", "B"), row(3, "c", "C"), row(4, "d", "D"),
+             Position(Seq(4), caught_up=True)]
+    with pytest.raises(AuthError):
+        mirror(items, sink, store, letters)
+    assert sink.rows == {"a": ("A",), "b": ("B",)}
+    assert store.load().seq == Seq(2)  # the first batch (a, b), never more
+
+
+def test_replays_send_nothing(parts):
+    store, letters = parts
+    sink = FakeSink()
+    items = [row(1, "a", "A"), row(2, "b", "B"), Position(Seq(2), caught_up=True)]
+    mirror(items, sink, store, letters)
+    writes = sink.writes
+    stats = mirror(items, sink, store, letters)
+    assert sink.writes == writes and stats.unchanged == 2
