@@ -44,6 +44,15 @@ _SHORTCUTS = [
 ]
 
 
+_ENVIRONMENT = """environment:
+  COUCHDB_PASSWORD   CouchDB password (with [source] username)
+  PANDA_API_KEY      PANDA API key (with [panda] email)
+  BRIDGE_CONFIG      the configuration file, when --config is not given
+  BRIDGE_LOG_LEVEL   the log level, when --log-level is not given
+
+Every configuration key, with its default, is listed in the README ("Configuration")."""
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=os.environ.get("BRIDGE_CONFIG"),
@@ -64,15 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    shared: dict[str, Any] = {"parents": [common], "epilog": _ENVIRONMENT,
+                              "formatter_class": argparse.RawDescriptionHelpFormatter}
     since_help = ("where to start: `last` (the checkpoint; the default, from 0 when there is none), "
                   "`now` (only new changes), `0` (the beginning) or a seq")
-    run = commands.add_parser("run", parents=[common], help="catch up, then follow until SIGINT/SIGTERM")
+    run = commands.add_parser("run", **shared, help="catch up, then follow until SIGINT/SIGTERM")
     run.add_argument("--since", default="last", help=since_help)
-    once = commands.add_parser("once", parents=[common], help="catch up to the current end of the feed, then exit")
+    once = commands.add_parser("once", **shared, help="catch up to the current end of the feed, then exit")
     once.add_argument("--since", default="last", help=since_help)
-    checkpoint = commands.add_parser("checkpoint", parents=[common], help="show or reset the saved checkpoint")
+    checkpoint = commands.add_parser("checkpoint", **shared, help="show or reset the saved checkpoint")
     checkpoint.add_argument("action", choices=["show", "reset"])
-    deadletter = commands.add_parser("deadletter", parents=[common], help="list or retry dead-lettered changes")
+    deadletter = commands.add_parser("deadletter", **shared, help="list or retry dead-lettered changes")
     deadletter.add_argument("action", choices=["list", "retry"])
     return parser
 
