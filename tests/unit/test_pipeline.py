@@ -79,7 +79,10 @@ def parts(tmp_path):
     store.close()
 
 
-def mirror(items, sink, store, letters, limits=BatchLimits(max_changes=2)):
+TWO_PER_BATCH = BatchLimits(max_changes=2)
+
+
+def mirror(items, sink, store, letters, limits=TWO_PER_BATCH):
     mapper = RowMapper(MappingSettings(columns=["name"]))
     delivery = Delivery(sink, store, letters, mapper, DocFilter().accepts, delete_unknown=False)
     return run(FakeSource(items), decode_row, delivery, limits, since=None, follow=False,
