@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 _SLUG = re.compile(r"^[\w-]+$", re.ASCII)
+_FEED_PARAMS = frozenset({"feed", "since", "limit", "include_docs", "heartbeat", "timeout", "filter", "doc_ids",
+                          "style", "descending", "last-event-id", "seq_interval"})
 
 
 def scrub_url(url: str) -> str:
@@ -113,6 +115,9 @@ class SourceSettings:
             raise ConfigError("[source] choose one of selector, doc_ids and filter")
         if self.filter and not re.fullmatch(r"[^/]+/[^/]+", self.filter):
             raise ConfigError(f"[source] filter must look like 'ddoc/name', got {self.filter!r}")
+        clash = sorted(set(self.filter_params) & _FEED_PARAMS)
+        if clash:
+            raise ConfigError(f"[source] filter_params cannot set the bridge's own feed parameters {clash}")
         if not 0 < self.min_reconnect <= self.max_reconnect:
             raise ConfigError("[source] need 0 < min_reconnect <= max_reconnect")
 

@@ -80,7 +80,8 @@ class RowMapper:
     def external_id(self, change: Change) -> str:
         """The change's external_id, encoded so PANDA accepts and can delete it.
 
-        Raises MappingError when it cannot be formed (the field is missing, null, a list or an object).
+        Raises MappingError when it cannot be formed (the field is missing, null, a list or an object, or
+        the id would be empty: an empty code names no record, and every such document would share one row).
         """
         if self.uses_doc_id:
             return ids.encode(change.doc_id)
@@ -88,7 +89,12 @@ class RowMapper:
             raise MappingError(f"document {change.doc_id!r} has no body to read its external_id from")
         try:
             if self._template is not None:
-                return ids.encode(self._template.render(change.doc))
-            return ids.encode(ids.field_value(change.doc, self._id_path))
+                raw = self._template.render(change.doc)
+            else:
+                raw = ids.field_value(change.doc, self._id_path)
         except MappingError as exc:
             raise MappingError(f"document {change.doc_id!r}: no external_id: {exc.message}") from None
+        if not raw:
+            source = f"template {self._template.pattern!r}" if self._template else f"field {self._id_path!r}"
+            raise MappingError(f"document {change.doc_id!r}: no external_id: {source} gives an empty string")
+        return ids.encode(raw)

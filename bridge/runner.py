@@ -132,6 +132,7 @@ class Bridge:
                                   f"{scrub_url(settings.source.url)} failed: {exc}") from None
             logger.info("source: database %r, %s documents, update_seq %s",
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
+            couch.check_filter()
         try:
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
@@ -186,13 +187,21 @@ class Bridge:
             raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
         saved = self.prepare()
         start = self.resolve_since(since, saved)
-        complete = saved.complete if saved is not None else True
-        delivery = self.delivery(self.deadletters, delete_unknown=not complete)
+        delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
         batch = self.settings.batch
         limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
         return run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+
+    def _record_complete(self) -> bool:
+        """True when the record of sent rows covers the whole dataset (it was empty when the record began).
+
+        Otherwise the dataset may hold rows the bridge never sent, so a tombstone of a document the record
+        does not know still sends a delete.
+        """
+        state = self.store.load()
+        return state.complete if state is not None else True
 
     def delivery(self, deadletters: DeadLetterFile, *, delete_unknown: bool) -> Delivery:
         """The planning and delivery stage over this bridge's sink and state."""
@@ -216,14 +225,14 @@ class Bridge:
         if not retryable:
             logger.info("nothing to retry (%d entries without a document id are kept)", len(kept))
             return kept
-        saved = self.prepare()
+        self.prepare()
         changes: dict[str, Change] = {}
         for entry in retryable:
             doc = self.couch.get_doc(entry.doc_id)
             changes[entry.doc_id] = Change(seq=None, doc_id=entry.doc_id, deleted=doc is None, doc=doc)
         fresh = DeadLetterFile(letters.path.with_name(letters.path.name + ".retry"))
         fresh.replace([])
-        delivery = self.delivery(fresh, delete_unknown=saved is None or not saved.complete)
+        delivery = self.delivery(fresh, delete_unknown=not self._record_complete())
         delivery.deliver(Batch(changes=tuple(changes.values()), position=None), RunStats())
         still = list(fresh.entries())
         letters.replace(kept + still)

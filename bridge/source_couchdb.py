@@ -123,6 +123,10 @@ class CouchSource:
 
     def get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         """The current winning revision of a document, or None when it is deleted or missing."""
+        return call_with_retry(lambda: self._get_doc(doc_id), policy=self._retry, stop=self._stop,
+                               what="reading a document")
+
+    def _get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         response = self._send("GET", f"{self.db_url}/{quote(doc_id, safe='')}")
         if response.status_code == 404:
             return None
@@ -216,7 +220,9 @@ class CouchSource:
                 yield Position(position, caught_up=caught_up)
             if caught_up and not follow:
                 return
-            if longpoll and time.monotonic() - self._marker_checked > 30 and not self.marker_intact():
+            if longpoll and time.monotonic() - self._marker_checked > 30 and not call_with_retry(
+                self.marker_intact, policy=self._retry, stop=self._stop, what="checking the database marker"
+            ):
                 raise NotFoundError(
                     f"database {self._settings.database!r} was deleted or recreated while the bridge followed it "
                     f"(its marker {self.marker_doc} is gone)"
@@ -233,6 +239,36 @@ class CouchSource:
             min_reconnect=settings.min_reconnect, max_reconnect=settings.max_reconnect, session=self._session,
         )
         yield from SseFeed(stream, seq_of=couchdb_event_seq).changes(since, follow=True)
+
+    def check_filter(self) -> None:
+        """Raise NotFoundError unless the configured design-document filter exists (nothing to check without one).
+
+        Reads the design document instead of trying `_changes`: after a failed `_changes` request PouchDB
+        Server crashes on the next one (couchdb-changes.md, section 9).
+        """
+        if not self._settings.filter:
+            return
+        ddoc, name = self._settings.filter.split("/", 1)
+
+        def read() -> Any:
+            response = self._send("GET", f"{self.db_url}/_design/{quote(ddoc, safe='')}")
+            if response.status_code == 404:
+                raise self._missing_filter(_reason(response))
+            classify(response, self._settings.database)
+            return _parse(response.content, "GET design document")
+
+        design = call_with_retry(read, policy=self._retry, stop=self._stop, what="reading the filter's design document")
+        filters = design.get("filters") if isinstance(design, Mapping) else None
+        if not isinstance(filters, Mapping) or not isinstance(filters.get(name), str):
+            raise self._missing_filter(f"_design/{ddoc} has no filters.{name}")
+
+    def _missing_filter(self, reason: str) -> NotFoundError:
+        return NotFoundError(
+            f"CouchDB: the changes filter {self._settings.filter!r} of database {self._settings.database!r} "
+            f"was not found, or the database was ({reason}); [source] filter names `filters.<name>` of "
+            "`_design/<ddoc>` as 'ddoc/name'",
+            status=404,
+        )
 
     def _filter_params(self) -> dict[str, str]:
         if self._settings.doc_ids:
@@ -262,10 +298,13 @@ class CouchSource:
         params = self._params(since, longpoll)
         url = f"{self.db_url}/_changes"
         if self._settings.doc_ids:
-            response = self._request("POST", url, params=params, json={"doc_ids": self._settings.doc_ids},
-                                     stream=True)
+            response = self._send("POST", url, params=params, json={"doc_ids": self._settings.doc_ids},
+                                  stream=True)
         else:
-            response = self._request("GET", url, params=params, stream=True)
+            response = self._send("GET", url, params=params, stream=True)
+        if response.status_code == 404 and self._settings.filter:
+            raise self._missing_filter(_reason(response))
+        classify(response, self._settings.database)
         self._response = response
         try:
             body = b"".join(response.iter_content(_READ_CHUNK))

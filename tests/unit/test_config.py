@@ -73,6 +73,8 @@ def test_fingerprint_has_no_secrets_and_tracks_mapping(tmp_path):
         (GOOD.replace('url = "http://127.0.0.1:8000"', 'url = "ftp://x"'), ENV, "http"),
         (GOOD.replace('employer = "job.employer"', 'employr = "job.employer"'), ENV, "not in"),
         ("[source\n", ENV, "cannot be read"),
+        (GOOD.replace('database = "contributors"', 'database = "contributors"\nfilter = "app/x"\n'
+                      'filter_params = { since = "now" }'), ENV, "filter_params cannot set"),
     ],
 )
 def test_bad_configurations(tmp_path, text, env, message):

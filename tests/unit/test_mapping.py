@@ -85,6 +85,8 @@ def test_external_ids(settings, doc_id, doc, external_id):
         (MappingSettings(columns=["a"], external_id="code"), {"code": None}),
         (MappingSettings(columns=["a"], external_id="code"), {"code": {"x": 1}}),
         (MappingSettings(columns=["a"], external_id="code"), {"code": [1]}),
+        (MappingSettings(columns=["a"], external_id="code"), {"code": ""}),
+        (MappingSettings(columns=["a"], external_id_template="{code}"), {"code": ""}),
         (MappingSettings(columns=["a"], external_id="code"), None),
         (MappingSettings(columns=["a"], external_id_template="{type}-{n}"), {"type": "x"}),
     ],
