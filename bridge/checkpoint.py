@@ -3,6 +3,8 @@
 The state lives in one SQLite file: the seq, the fingerprint of the pipeline it belongs to, and for each
 document the external_id and row hash last acknowledged. One transaction saves a batch's records and its
 seq together, so a crash at any instant leaves either the old state or the new one, never a torn file.
+Before a batch is sent, the rows it touches are noted as pending: after a crash between PANDA's answer and
+the commit, those rows may differ from the record, so the replay re-sends or deletes them rather than skip.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ CREATE TABLE IF NOT EXISTS sent (
     external_id TEXT NOT NULL UNIQUE,
     row_hash BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending (external_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_doc ON pending (doc_id);
 """
 _LOOKUP_CHUNK = 500  # stays under SQLite's host-parameter limit
 
@@ -133,15 +137,24 @@ class StateStore:
             documents=documents,
         )
 
-    def claim(self, fingerprint: Mapping[str, Any]) -> Checkpoint | None:
+    def claim(
+        self, fingerprint: Mapping[str, Any], *, marker: str | None = None, complete: bool = True
+    ) -> Checkpoint | None:
         """Check that this state belongs to `fingerprint`; a new state file is claimed for it.
 
-        Returns the existing checkpoint (None for a new one). Raises CheckpointMismatch naming what differs.
+        A new state is written in one transaction with the source database's identity token (`marker`) and
+        whether the record of sent rows covers the whole dataset (`complete`: it was empty), so a crash can
+        never leave a claimed state without them. Returns the existing checkpoint (None for a new one).
+        Raises CheckpointMismatch naming what differs.
         """
         current = self.load()
         if current is None:
             with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (json.dumps(fingerprint),))
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                    ("fingerprint", json.dumps(fingerprint)),
+                    ("source_marker", json.dumps(marker)),
+                    ("complete", json.dumps(complete)),
+                ])
             return None
         saved = current.fingerprint
         if saved != json.loads(json.dumps(fingerprint)):
@@ -153,13 +166,6 @@ class StateStore:
                 "or point [checkpoint] path at a new file."
             )
         return current
-
-    def set_marker(self, marker: str | None, *, complete: bool | None = None) -> None:
-        """Record the source database's identity token and whether the sent-record is complete."""
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('source_marker', ?)", (json.dumps(marker),))
-            if complete is not None:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (json.dumps(complete),))
 
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
@@ -188,15 +194,43 @@ class StateStore:
             found.update(dict(self._db.execute(query, chunk).fetchall()))
         return found
 
+    def intend(self, rows: Iterable[tuple[str, str]]) -> None:
+        """Note (doc_id, external_id) pairs about to be written or deleted, durably, before they are sent.
+
+        Until `commit` records the outcome, PANDA's row for each may differ from the record: a crash in
+        between leaves them here for `pending` to report to the replay.
+        """
+        items = [(external_id, doc_id) for doc_id, external_id in rows]
+        if items:
+            with self._transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?)", items)
+
+    def pending(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
+        """For each of these documents, external_ids a crashed run may have changed in PANDA unrecorded."""
+        found: dict[str, list[str]] = {}
+        if self._conn is None or self._db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is None:
+            return found
+        ids = list(doc_ids)
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT doc_id, external_id FROM pending WHERE doc_id IN ({marks}) ORDER BY external_id"
+            for doc_id, external_id in self._db.execute(query, chunk):
+                found.setdefault(doc_id, []).append(external_id)
+        return found
+
     def commit(self, records: Mapping[str, Sent | None], seq: Seq | None) -> None:
         """In one transaction, set each document's record (None forgets it) and move the seq to `seq`.
 
         `seq` None keeps the saved seq. Records are applied in the given order; forgetting goes first so an
-        external_id can pass from one document to another within a batch.
+        external_id can pass from one document to another within a batch. The pending notes of every
+        document in `records` are cleared: its outcome is now recorded.
         """
         forget = [(doc_id,) for doc_id, sent in records.items() if sent is None]
         keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
         with self._transaction() as db:
+            if records and db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None:
+                db.executemany("DELETE FROM pending WHERE doc_id = ?", [(doc_id,) for doc_id in records])
             if forget:
                 db.executemany("DELETE FROM sent WHERE doc_id = ?", forget)
             if keep:
@@ -211,6 +245,7 @@ class StateStore:
         with self._transaction() as db:
             db.execute("DELETE FROM meta")
             db.execute("DELETE FROM sent")
+            db.execute("DELETE FROM pending")
 
     def sent_external_ids(self) -> Sequence[str]:
         """Every external_id the record says PANDA holds (for verification tools)."""

@@ -1,8 +1,9 @@
 """The loop: source -> decode -> batching -> planning -> sink -> checkpoint, until told to stop.
 
-A reader thread pulls the source and decodes; the calling thread batches, plans, delivers and commits,
-so reading the next page overlaps writing the last one, through a bounded queue that keeps memory flat.
-A seq is committed only after the sink acknowledged every change up to it (at least once).
+A reader thread pulls the source and decodes; the calling thread batches, plans and commits, and a writer
+thread sends one planned batch at a time to the sink. So reading the next page, planning the next batch and
+committing the last one all overlap the sink's write, through bounded hand-offs that keep memory flat.
+A seq is committed only after the sink acknowledged every change up to it (at least once), in feed order.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from .decode import ROW_SIZE_KEY
 from .errors import BridgeError, RejectedError, StopRequested
 from .mapping import RowMapper
 from .model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
-from .planning import Accepts, Refusal, candidate_external_ids, plan_batch
+from .planning import Accepts, Plan, Refusal, candidate_external_ids, plan_batch
 
-__all__ = ["Source", "Sink", "Decode", "Delivery", "RunStats", "run"]
+__all__ = ["Source", "Sink", "Decode", "Delivery", "Planned", "RunStats", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +90,37 @@ class Delivery:
 
     def deliver(self, batch: Batch, stats: RunStats) -> None:
         """Make PANDA hold the batch's rows, then commit the batch's position with the record of what was sent."""
+        planned = self.plan(batch)
+        self.record(planned, self.write(planned), stats)
+
+    def plan(self, batch: Batch) -> Planned:
+        """Decide the batch's operations against the record, and note them as pending (store only, no sink)."""
         changes = batch.changes
-        known = self._store.lookup(change.doc_id for change in changes) if changes else {}
+        doc_ids = [change.doc_id for change in changes]
+        known = self._store.lookup(doc_ids) if changes else {}
+        unsure = self._store.pending(doc_ids) if changes else {}
         owners = None
         if changes and not self._mapper.uses_doc_id:
             owners = self._store.owners(candidate_external_ids(changes, self._mapper))
-        plan = plan_batch(changes, self._mapper, self._accepts, known, owners, delete_unknown=self._delete_unknown)
+        plan = plan_batch(changes, self._mapper, self._accepts, known, owners, delete_unknown=self._delete_unknown,
+                          unsure=unsure)
+        # Noted before sending: a crash after PANDA's answer but before the commit must not let the replay
+        # take these rows as unchanged or forget a row that was written.
+        ops: list[Upsert | Delete] = [*plan.deletes, *plan.upserts]
+        self._store.intend([(op.doc_id, op.external_id) for op in ops])
+        return Planned(batch, plan, known, frozenset(doc_ids))
+
+    def write(self, planned: Planned) -> list[Rejection]:
+        """Send a planned batch to the sink; returns its refusals. Touches only the sink (see _Writes)."""
+        plan = planned.plan
         rejected = self._sink.delete(plan.deletes) if plan.deletes else []
         rejected += self._sink.upsert(plan.upserts) if plan.upserts else []
+        return rejected
+
+    def record(self, planned: Planned, rejected: list[Rejection], stats: RunStats) -> None:
+        """Dead-letter what was refused and commit the batch's records and position (store only)."""
+        batch, plan, known = planned.batch, planned.plan, planned.known
+        changes = batch.changes
         records: dict[str, Sent | None] = dict(plan.on_success)
         refusals = list(plan.refusals)
         for rejection in rejected:
@@ -121,6 +145,80 @@ class Delivery:
                 "batch committed: %d changes, %d upserts, %d deletes, %d unchanged, %d dead-lettered; seq %s",
                 len(changes), len(plan.upserts), len(plan.deletes), plan.unchanged, dead, batch.position,
             )
+
+    def independent(self, planned: Planned, batch: Batch) -> bool:
+        """True when `batch` can be planned before `planned` is recorded (no document or row in common)."""
+        return self._mapper.uses_doc_id and planned.doc_ids.isdisjoint(change.doc_id for change in batch.changes)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A batch with its plan, between planning and recording."""
+
+    batch: Batch
+    plan: Plan
+    known: dict[str, Sent]
+    """The records the plan was made against."""
+    doc_ids: frozenset[str]
+
+
+class _Writes:
+    """At most one batch's sink writes in flight, in a helper thread, while the caller plans the next batch.
+
+    Recording (dead letters, commit) stays in the caller's thread, in batch order, once the write returned:
+    the store and the dead-letter file are used by one thread only, and the sink by one thread at a time.
+    A batch is planned ahead of the write in flight only when their documents are disjoint and external_ids
+    are document ids, so the plan never misses a record that the write in flight is about to change.
+    """
+
+    def __init__(self, delivery: Delivery, stats: RunStats) -> None:
+        self._delivery = delivery
+        self._stats = stats
+        self._current: Planned | None = None
+        self._thread: threading.Thread | None = None
+        self._outcome: list[Rejection] | BaseException = []
+
+    def _write(self, planned: Planned) -> None:
+        try:
+            self._outcome = self._delivery.write(planned)
+        except BaseException as exc:  # re-raised in the caller's thread by _join
+            self._outcome = exc
+
+    def _join(self) -> tuple[Planned, list[Rejection]] | None:
+        """Wait for the write in flight; its batch and refusals, or None. Raises what the write raised."""
+        planned, thread = self._current, self._thread
+        if planned is None or thread is None:
+            return None
+        thread.join()
+        self._current = self._thread = None
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return planned, outcome
+
+    def finish(self) -> None:
+        """Wait for the write in flight and record it."""
+        done = self._join()
+        if done is not None:
+            self._delivery.record(*done, self._stats)
+
+    def deliver(self, batch: Batch) -> None:
+        """Plan `batch`, start its write once the previous one returned, then record the previous one."""
+        current = self._current
+        if current is not None and (not self._delivery.independent(current, batch)):
+            self.finish()
+        planned = self._delivery.plan(batch)
+        done = self._join()
+        self._current = planned
+        self._thread = threading.Thread(target=self._write, args=(planned,), name="bridge-writer", daemon=True)
+        self._thread.start()
+        if done is not None:
+            self._delivery.record(*done, self._stats)
+
+    def close(self, timeout: float) -> None:
+        """Wait (bounded) for a write still in flight after a failure; its outcome is dropped."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 @dataclass(frozen=True)
@@ -178,8 +276,7 @@ def _read(
             put(chunk)
         put(_Failed(exc))
     finally:
-        if not stop.is_set():
-            out.put(_END)
+        put(_END)  # unless stopped: a full queue must not hold this thread past the committer's end
 
 
 def _undecodable(raw: Any, exc: RejectedError) -> Refusal:
@@ -215,48 +312,53 @@ def run(
     reader = threading.Thread(target=_read, args=(source, decode, since, follow, handoff, stop),
                               name="bridge-reader", daemon=True)
     reader.start()
+    writes = _Writes(delivery, stats)
     caught_up = False
     last_stats = clock()
     failure: BaseException | None = None
     try:
-        while not stop.is_set():
-            wait = batcher.seconds_until_due()
-            try:
-                item = handoff.get(timeout=min(0.2, wait) if wait is not None else 0.2)
-            except queue.Empty:
-                item = None
-            if item is _END:
-                break
-            if isinstance(item, _Failed):
-                failure = item.error
-                break
-            if item is not None:
-                refusals = [entry for entry in item if isinstance(entry, Refusal)]
-                if refusals:
-                    stats.dead_lettered += delivery.refuse(refusals)
-                for entry in item:
-                    if isinstance(entry, Change):
-                        batcher.add(entry)
-                    elif isinstance(entry, Position):
-                        batcher.advance(entry)
-                        if entry.caught_up and not caught_up:
-                            logger.info("caught up at seq %s", entry.seq)
-                        caught_up = entry.caught_up
-                    if batcher.due():  # inside the chunk, so no batch outgrows its limits
-                        _deliver(batcher, delivery, stats)
-            if batcher.due():
-                _deliver(batcher, delivery, stats)
-            if clock() - last_stats >= _STATS_INTERVAL:
-                last_stats = clock()
-                _log_stats(stats)
-        if failure is None or isinstance(failure, BridgeError):
-            # The batch in hand was read correctly: deliver it before stopping or raising.
-            try:
-                _deliver(batcher, delivery, stats)
-            except StopRequested:
-                logger.warning("stopped before PANDA acknowledged the last batch; it will be re-read on restart")
+        try:
+            while not stop.is_set():
+                wait = batcher.seconds_until_due()
+                try:
+                    item = handoff.get(timeout=min(0.2, wait) if wait is not None else 0.2)
+                except queue.Empty:
+                    item = None
+                if item is _END:
+                    break
+                if isinstance(item, _Failed):
+                    failure = item.error
+                    break
+                if item is not None:
+                    refusals = [entry for entry in item if isinstance(entry, Refusal)]
+                    if refusals:
+                        stats.dead_lettered += delivery.refuse(refusals)
+                    for entry in item:
+                        if isinstance(entry, Change):
+                            batcher.add(entry)
+                        elif isinstance(entry, Position):
+                            batcher.advance(entry)
+                            if entry.caught_up and not caught_up:
+                                logger.info("caught up at seq %s", entry.seq)
+                            caught_up = entry.caught_up
+                        if batcher.due():  # inside the chunk, so no batch outgrows its limits
+                            _deliver(batcher, writes)
+                if batcher.due():
+                    _deliver(batcher, writes)
+                if handoff.empty():  # nothing to plan meanwhile: record the write in flight now
+                    writes.finish()
+                if clock() - last_stats >= _STATS_INTERVAL:
+                    last_stats = clock()
+                    _log_stats(stats)
+            if failure is None or isinstance(failure, BridgeError):
+                # The batch in hand was read correctly: deliver it before stopping or raising.
+                _deliver(batcher, writes)
+            writes.finish()
+        except StopRequested:  # a stop while PANDA was failing: nothing past the last acknowledged batch is saved
+            logger.warning("stopped before PANDA acknowledged the batch in hand; it will be re-read on restart")
     finally:
         stop.set()
+        writes.close(timeout=5)
         source.close()
         reader.join(timeout=5)
     if failure is not None:
@@ -265,10 +367,10 @@ def run(
     return stats
 
 
-def _deliver(batcher: Batcher, delivery: Delivery, stats: RunStats) -> None:
+def _deliver(batcher: Batcher, writes: _Writes) -> None:
     batch = batcher.take()
     if batch is not None:
-        delivery.deliver(batch, stats)
+        writes.deliver(batch)
 
 
 def _log_stats(stats: RunStats) -> None:

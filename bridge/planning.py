@@ -6,14 +6,16 @@ Rules, in feed order, one change per document:
 - a document whose row and external_id equal what was last sent sends nothing (replays cost PANDA nothing);
 - a document whose external_id changed deletes its old row and upserts the new one;
 - an external_id already owned by another document is refused, never overwritten;
-- a document that cannot be mapped is refused with the reason (it goes to the dead-letter file).
+- a document that cannot be mapped is refused with the reason (it goes to the dead-letter file);
+- rows a crashed run may have changed unrecorded (`unsure`) are never taken as unchanged: the document's
+  current row is sent again and any other of them it no longer owns is deleted.
 Deletes are applied before upserts, and a delete of an external_id upserted in the same batch is dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,13 +85,15 @@ def plan_batch(
     owners: Mapping[str, str] | None = None,
     *,
     delete_unknown: bool = False,
+    unsure: Mapping[str, Collection[str]] | None = None,
 ) -> Plan:
     """Plan one batch.
 
     `known` holds what was last acknowledged for the batch's documents; `owners` maps external_ids to the
     documents that own them (None when external_ids are encoded document ids, which cannot collide).
     With `delete_unknown`, a tombstone of a document the record does not know still sends a delete, for
-    datasets that held rows before the record began.
+    datasets that held rows before the record began. `unsure` maps documents to external_ids whose PANDA
+    row may differ from the record (a run stopped between sending and committing, see StateStore.pending).
     """
     upserts: dict[str, Upsert] = {}
     deletes: dict[str, Delete] = {}
@@ -104,8 +108,18 @@ def plan_batch(
             return claimed[external_id]
         return owners.get(external_id) if owners is not None else None
 
+    def delete_doubtful(change: Change, doubtful: Collection[str], keep: set[str]) -> None:
+        """Delete rows a crashed run may have left for this document, unless kept or now another's."""
+        for external_id in doubtful:
+            owner = owner_of(external_id)
+            if external_id in keep or (owner is not None and owner != change.doc_id):
+                continue
+            deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
+            claimed[external_id] = None
+
     for change in changes:
         prev = known.get(change.doc_id)
+        doubtful = unsure.get(change.doc_id, ()) if unsure else ()
         live = not change.deleted and change.doc is not None and accepts(change.doc_id, change.doc)
         if not live:
             if prev is not None:
@@ -115,6 +129,10 @@ def plan_batch(
             elif delete_unknown and mapper.uses_doc_id:
                 external_id = mapper.external_id(change)
                 deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
+                on_success[change.doc_id] = None
+            if doubtful:
+                delete_doubtful(change, doubtful, set())
+                on_success[change.doc_id] = None
             continue
         assert change.doc is not None
         try:
@@ -129,8 +147,13 @@ def plan_batch(
             refusals.append(Refusal(change.doc_id, change.seq, reason, external_id, row, doc=change.doc))
             continue
         digest = row_hash(row)
-        if prev is not None and prev.external_id == external_id and prev.row_hash == digest:
+        if doubtful:
+            delete_doubtful(change, doubtful, {external_id} | ({prev.external_id} if prev is not None else set()))
+        if (prev is not None and prev.external_id == external_id and prev.row_hash == digest
+                and external_id not in doubtful):
             unchanged += 1
+            if doubtful:
+                on_success[change.doc_id] = prev  # the outcome is known again: clears the pending notes
             continue
         if prev is not None and prev.external_id != external_id:
             deletes[prev.external_id] = Delete(prev.external_id, change.doc_id, change.seq)

@@ -93,8 +93,8 @@ class Bridge:
 
     def _sink(self, policy: RetryPolicy) -> PandaSink:
         panda = self.settings.panda
-        return PandaSink(panda.url, panda.email, panda.api_key, panda.dataset,
-                         timeout=panda.timeout, retry=policy, stop=self.stop)
+        return PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
+                         retry=policy, stop=self.stop, width=len(self.settings.mapping.columns))
 
     def close(self) -> None:
         self.source.close()
@@ -142,8 +142,7 @@ class Bridge:
         row_count = sink.dataset_info().get("row_count") or 0
         if saved is None:
             marker = self._mark(couch, None)
-            self.store.claim(settings.fingerprint())
-            self.store.set_marker(marker, complete=row_count == 0)
+            self.store.claim(settings.fingerprint(), marker=marker, complete=row_count == 0)
             return None
         if saved.source_marker is not None:
             marker = self._mark(couch, saved.source_marker)
