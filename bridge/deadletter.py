@@ -68,7 +68,11 @@ class DeadLetterFile:
             return 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as handle:
+            with self.path.open("a+b") as handle:
+                if handle.seek(0, os.SEEK_END) > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":  # a crash tore the last line: start on a line of our own
+                        lines.insert(0, b"\n")
                 handle.write(b"".join(lines))
                 handle.flush()
                 os.fsync(handle.fileno())
