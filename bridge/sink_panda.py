@@ -111,7 +111,10 @@ class PandaSink:
         retry: RetryPolicy,
         stop: threading.Event,
         session: requests.Session | None = None,
+        width: int | None = None,
     ) -> None:
+        """`width` is the cells per row of the configured mapping (ensure_dataset checks it against the
+        dataset); a refusal that expects another count then means the dataset changed under the bridge."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ConfigError("PANDA URL must be http(s)://host[:port][/prefix], got %r" % url)
@@ -139,7 +142,7 @@ class PandaSink:
         self._stop = stop
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
-        self._width: int | None = None
+        self._width: int | None = width
 
     # plumbing
 
@@ -276,7 +279,8 @@ class PandaSink:
 
     def _put_rows(self, rows: Sequence[Upsert]) -> str | None:
         """PUT rows once (with retries); None when accepted, else PANDA's 400 body."""
-        body = orjson.dumps({"objects": [{"external_id": r.external_id, "data": list(r.data)} for r in rows]})
+        # orjson writes a tuple as a JSON array: no per-row copy into a list
+        body = orjson.dumps({"objects": [{"external_id": r.external_id, "data": r.data} for r in rows]})
         url = self._dataset_url + "data/"
         try:
             self._retrying(lambda: self._once("PUT", url, data_endpoint=True, body=body), "PANDA PUT data")
@@ -320,7 +324,19 @@ class PandaSink:
                 "PANDA refused a bulk write with an unexpected 400: %s" % refusal[:300], status=400
             )
         found = _COUNT.search(refusal)
-        return int(found.group(1)) if found else self._width
+        if found is None:
+            return self._width
+        width = int(found.group(1))
+        if self._width is not None and width != self._width:
+            # Every row the bridge builds has the width checked at start: dead-lettering them all would
+            # empty the feed into the dead-letter file, so stop and let the operator fix the dataset.
+            raise ConfigError(
+                "PANDA dataset %r now expects %d cells per row, not the %d columns it had when the bridge "
+                "started: it was changed or recreated. Recreate it with the configured columns, run `bridge "
+                "checkpoint reset` (its rows must be sent again), then start again" % (self.slug, width, self._width),
+                status=400,
+            )
+        return width
 
     def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
         """Delete rows, one DELETE each (there is no bulk delete, contract 12); a missing row is success.
