@@ -25,6 +25,8 @@ def dispatch(emu: PandaEmulator, method: str, path: str, body: bytes) -> tuple[i
     POST   /_emulator/faults/ratio               {"status", "ratio", "seed"?: 0, "after_write"?: false}
     POST   /_emulator/latency                    {"seconds"}
     POST   /_emulator/slow                       {"seconds", "count"?: null}
+    POST   /_emulator/reject_rows                {"pattern", "problem"?: "external_id" | "data"}
+    DELETE /_emulator/reject_rows                clears every row rule
     POST   /_emulator/reset
     """
     parts = [unquote(p) for p in path.strip("/").split("/")[1:]]
@@ -91,6 +93,12 @@ def _route(emu: PandaEmulator, method: str, parts: list[str], args: dict[str, An
         case "POST", ["slow"]:
             count = args.get("count")
             emu.slow_replies(float(_need(args, "seconds")), None if count is None else int(count))
+            return ok
+        case "POST", ["reject_rows"]:
+            emu.reject_rows(str(_need(args, "pattern")), str(args.get("problem", "external_id")))
+            return ok
+        case "DELETE", ["reject_rows"]:
+            emu.reject_rows(None)
             return ok
         case "POST", ["reset"]:
             emu.reset()

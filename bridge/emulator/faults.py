@@ -1,4 +1,5 @@
-"""Test switches PANDA lacks: failing writes (before or after they happen), write latency and slow replies.
+"""Test switches PANDA lacks: failing writes (before or after they happen), write latency, slow replies,
+and rows refused by PANDA's own validation.
 
 Contract 18. Pure state behind a lock: decisions are made here, the server does the sleeping.
 """
@@ -6,14 +7,20 @@ Contract 18. Pure state behind a lock: decisions are made here, the server does 
 from __future__ import annotations
 
 import random
+import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 from . import codec
 from .rules import CANNED_ERROR, LOCKED_TEXT
 
-__all__ = ["Fault", "Faults", "fault_body"]
+__all__ = ["Fault", "Faults", "RowRule", "ROW_PROBLEMS", "fault_body"]
+
+ROW_PROBLEMS = ("external_id", "data")
+"""What `Faults.reject_rows` does to a matching bulk object before PANDA's validation sees it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,26 @@ class Fault:
     """True: the write happens first, then this status replaces PANDA's answer (an nginx 504)."""
 
 
+@dataclass(frozen=True, slots=True)
+class RowRule:
+    """Bulk objects whose external_id matches `pattern` (re.search) fail PANDA's validation."""
+
+    pattern: re.Pattern[str]
+    problem: str
+    """`external_id`: the id is made one PANDA forbids (400, contract 7); `data`: the row loses its last
+    cell (400 "Got N data fields. Expected M.", contract 8)."""
+
+    def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The object as PANDA's validation will see it."""
+        external_id = obj.get("external_id")
+        if not isinstance(external_id, str) or not self.pattern.search(external_id):
+            return obj
+        if self.problem == "external_id":
+            return {**obj, "external_id": external_id + " (forbidden)"}
+        data = obj.get("data")
+        return {**obj, "data": data[:-1]} if isinstance(data, list) else obj
+
+
 class Faults:
     """The switches of one emulator; every method is thread-safe."""
 
@@ -35,6 +62,7 @@ class Faults:
         self._count: tuple[Fault, int] | None = None
         self._ratio: tuple[Fault, float, random.Random] | None = None
         self._slow: tuple[float, int | None] | None = None
+        self._row_rules: tuple[RowRule, ...] = ()
         self.latency = latency
         """Seconds every write takes while holding the single-worker lock."""
 
@@ -44,7 +72,42 @@ class Faults:
             self._count = None
             self._ratio = None
             self._slow = None
+            self._row_rules = ()
             self.latency = self._initial_latency
+
+    def reject_rows(self, pattern: str | None, problem: str = "external_id") -> None:
+        """Make bulk objects whose external_id matches `pattern` fail validation with PANDA's real 400.
+
+        PANDA's rules never refuse a row the bridge builds, so this stands in for a PANDA that does (a
+        stricter id rule, a changed column count): the matching object is altered as `problem` says
+        (see RowRule) and the emulator's ordinary validation answers. Rules add up; None clears them all.
+        """
+        if pattern is None:
+            with self._lock:
+                self._row_rules = ()
+            return
+        if problem not in ROW_PROBLEMS:
+            raise ValueError("problem must be one of %s" % (ROW_PROBLEMS,))
+        try:
+            rule = RowRule(re.compile(pattern), problem)
+        except re.error as exc:
+            raise ValueError("bad pattern %r: %s" % (pattern, exc)) from None
+        with self._lock:
+            self._row_rules += (rule,)
+
+    def rewrite_bulk(self, body: Any) -> Any:
+        """A bulk PUT body with the row rules applied (the body itself when no rule changes it)."""
+        with self._lock:
+            rules = self._row_rules
+        if not rules or not isinstance(body, dict) or not isinstance(body.get("objects"), list):
+            return body
+        objects = []
+        for obj in body["objects"]:
+            if isinstance(obj, dict):
+                for rule in rules:
+                    obj = rule.apply(obj)
+            objects.append(obj)
+        return {**body, "objects": objects}
 
     def fail_writes(self, status: int, count: int = 1, after_write: bool = False) -> None:
         """Fail the next `count` writes with `status`; replaces an earlier call, count 0 clears."""

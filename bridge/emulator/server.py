@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
@@ -212,6 +212,10 @@ class PandaEmulator:
         """Wait `seconds` before sending each of the next `count` answers (all when None)."""
         self.faults.slow_replies(seconds, count)
 
+    def reject_rows(self, pattern: str | None, problem: str = "external_id") -> None:
+        """Bulk rows whose external_id matches `pattern` fail PANDA's validation (see Faults.reject_rows)."""
+        self.faults.reject_rows(pattern, problem)
+
     def reset(self) -> None:
         """Drop datasets, rows, recorded requests and every switch; users stay."""
         with self.store.mutex:
@@ -234,11 +238,14 @@ class PandaEmulator:
             response = _fault_response(fault.status)
         else:
             if is_write:
+                handled = req
+                if req.method == "PUT" and req.json_ok and req.path.endswith("/data/"):
+                    handled = replace(req, json=self.faults.rewrite_bulk(req.json))
                 with self._write_gate:
                     latency = self.faults.latency
                     if latency > 0:
                         self._stopping.wait(latency)
-                    response = self.app.handle(req)
+                    response = self.app.handle(handled)
             else:
                 response = self.app.handle(req)
             if fault is not None:
