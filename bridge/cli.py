@@ -129,9 +129,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _install_signals(stop: threading.Event) -> None:
+    received = 0  # counted here: the pipeline sets `stop` itself while it shuts down
+
     def handle(signum: int, _frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
         name = signal.Signals(signum).name
-        if stop.is_set():
+        if received > 1:
             logger.warning("second %s: exiting at once (the checkpoint is at the last acknowledged batch)", name)
             os._exit(130)
         logger.info("%s received: finishing the batch in hand, then stopping (again to exit at once)", name)

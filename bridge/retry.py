@@ -78,7 +78,7 @@ def call_with_retry(
                 raise StopRequested(f"stop requested while retrying {what}") from exc
             delay = next(schedule)
             logger.warning(
-                "retrying %s in %.1fs (attempt %d): %s: %s",
+                "retrying %s in %.2fs (attempt %d): %s: %s",
                 what,
                 delay,
                 attempt,

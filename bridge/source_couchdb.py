@@ -29,6 +29,7 @@ from .errors import (
     NotFoundError,
     ProtocolError,
     SourceUnavailable,
+    StopRequested,
 )
 from .model import Position, Seq
 from .retry import RetryPolicy, call_with_retry
@@ -71,12 +72,14 @@ class CouchSource:
         self._session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity"})
         self._timeout = (settings.connect_timeout, settings.effective_read_timeout)
         self._response: requests.Response | None = None
+        self._closed = False
         self.marker_doc = ""
         self._marker: str | None = None
         self._marker_checked = 0.0
 
     def close(self) -> None:
         """Abort any read in progress (safe from another thread) and release the connection."""
+        self._closed = True  # before reading _response: _page sets it, then looks at this
         response = self._response
         if response is not None:
             abort(response)
@@ -306,6 +309,10 @@ class CouchSource:
             raise self._missing_filter(_reason(response))
         classify(response, self._settings.database)
         self._response = response
+        if self._closed or self._stop.is_set():  # closed while waiting for the headers: a longpoll may never end
+            self._response = None
+            response.close()
+            raise StopRequested("stop requested while reading the changes feed")
         try:
             body = b"".join(response.iter_content(_READ_CHUNK))
         except requests.RequestException as exc:

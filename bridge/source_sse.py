@@ -44,7 +44,18 @@ _STOP_POLL = 0.1  # seconds between the stop watcher's looks at the stop flag
 
 
 def abort(response: requests.Response) -> None:
-    """Shut down the socket under a streaming response, so a read blocked on it in another thread ends now."""
+    """Shut down the socket under a streaming response, so a read blocked on it in another thread ends now.
+
+    urllib3 2.3+ offers `shutdown()`, which works even when the server said `Connection: close` and the
+    connection object no longer holds the socket; older ones are reached through the connection.
+    """
+    shutdown = getattr(response.raw, "shutdown", None)
+    if shutdown is not None:
+        try:
+            shutdown()
+            return
+        except (ValueError, RuntimeError, OSError):
+            pass
     connection = getattr(response.raw, "connection", None)
     sock = getattr(connection, "sock", None)
     if isinstance(sock, socket.socket):
