@@ -94,13 +94,56 @@ def plan_batch(
     With `delete_unknown`, a tombstone of a document the record does not know still sends a delete, for
     datasets that held rows before the record began. `unsure` maps documents to external_ids whose PANDA
     row may differ from the record (a run stopped between sending and committing, see StateStore.pending).
+
+    External_ids that documents of the batch move away from are free for the others in the same batch (two
+    documents may swap codes), unless the move is refused: then the plan is made again without freeing it.
     """
+    released = _released(changes, mapper, accepts, known)
+    while True:
+        plan, blocked = _plan(changes, mapper, accepts, known, owners, delete_unknown, unsure or {}, released)
+        kept = {known[doc_id].external_id for doc_id in blocked if doc_id in known} & released
+        if not kept:
+            return plan
+        released -= kept
+
+
+def _released(changes: Sequence[Change], mapper: RowMapper, accepts: Accepts, known: Mapping[str, Sent]) -> set[str]:
+    """External_ids the batch's documents leave: deleted, filtered out, or moved to another external_id."""
+    released = set()
+    for change in changes:
+        prev = known.get(change.doc_id)
+        if prev is None:
+            continue
+        if change.deleted or change.doc is None or not accepts(change.doc_id, change.doc):
+            released.add(prev.external_id)
+            continue
+        try:
+            if mapper.external_id(change) != prev.external_id:
+                released.add(prev.external_id)
+        except MappingError:
+            continue  # the document keeps its old row while it cannot be mapped
+    return released
+
+
+def _plan(
+    changes: Sequence[Change],
+    mapper: RowMapper,
+    accepts: Accepts,
+    known: Mapping[str, Sent],
+    owners: Mapping[str, str] | None,
+    delete_unknown: bool,
+    unsure: Mapping[str, Collection[str]],
+    released: set[str],
+) -> tuple[Plan, list[str]]:
+    """One planning pass with `released` external_ids free from the start; also returns the documents
+    refused because another document owns their external_id."""
     upserts: dict[str, Upsert] = {}
     deletes: dict[str, Delete] = {}
     refusals: list[Refusal] = []
+    blocked: list[str] = []
     on_success: dict[str, Sent | None] = {}
     on_reject: dict[str, Sent | None] = {}
-    claimed: dict[str, str | None] = {}
+    claimed: dict[str, str | None] = dict.fromkeys(released)
     unchanged = 0
 
     def owner_of(external_id: str) -> str | None:
@@ -119,7 +162,7 @@ def plan_batch(
 
     for change in changes:
         prev = known.get(change.doc_id)
-        doubtful = unsure.get(change.doc_id, ()) if unsure else ()
+        doubtful = unsure.get(change.doc_id, ())
         live = not change.deleted and change.doc is not None and accepts(change.doc_id, change.doc)
         if not live:
             if prev is not None:
@@ -145,6 +188,7 @@ def plan_batch(
         if owner is not None and owner != change.doc_id:
             reason = f"external_id {external_id!r} already belongs to document {owner!r}"
             refusals.append(Refusal(change.doc_id, change.seq, reason, external_id, row, doc=change.doc))
+            blocked.append(change.doc_id)
             continue
         digest = row_hash(row)
         if doubtful:
@@ -167,7 +211,7 @@ def plan_batch(
 
     for external_id in upserts:
         deletes.pop(external_id, None)
-    return Plan(
+    plan = Plan(
         upserts=tuple(upserts.values()),
         deletes=tuple(deletes.values()),
         refusals=tuple(refusals),
@@ -175,3 +219,4 @@ def plan_batch(
         on_reject=on_reject,
         unchanged=unchanged,
     )
+    return plan, blocked

@@ -92,3 +92,20 @@ def test_documents_leaving_and_entering_a_selector():
     assert [u.external_id for u in plan.upserts] == ["in"]
     assert plan.deletes == (Delete("out", "out", Seq(2)),)
     assert plan.on_success == {"in": sent("in", "I"), "out": None}
+
+
+def test_two_documents_swap_external_ids_in_one_batch():
+    changes = [live("a", 1, code="y", name="A"), live("b", 2, code="x", name="B")]
+    plan = plan_batch(changes, BY_CODE, ALL, {"a": sent("x", "A"), "b": sent("y", "B")}, {"x": "a", "y": "b"})
+    assert plan.refusals == ()
+    assert {(u.external_id, u.doc_id) for u in plan.upserts} == {("y", "a"), ("x", "b")}
+    assert plan.deletes == ()  # both old rows are overwritten, none deleted after its new owner wrote it
+
+
+def test_a_refused_move_keeps_its_old_external_id_owned():
+    # a moves x -> z, but z belongs to c (not in the batch): a keeps x, so b may not take x
+    changes = [live("a", 1, code="z", name="A"), live("b", 2, code="x", name="B")]
+    plan = plan_batch(changes, BY_CODE, ALL, {"a": sent("x", "A"), "b": sent("y", "B")},
+                      {"x": "a", "y": "b", "z": "c"})
+    assert sorted(r.doc_id for r in plan.refusals) == ["a", "b"]
+    assert plan.upserts == () and plan.deletes == ()
