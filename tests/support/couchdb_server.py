@@ -76,6 +76,13 @@ class CouchServer:
         return self._port
 
     @property
+    def pid(self) -> int:
+        """The server process's id (benchmarks count its CPU time)."""
+        if self._proc is None:
+            raise CouchServerError("server was never started")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         """True while the process is alive (it may still be starting)."""
         return self._proc is not None and self._proc.poll() is None

@@ -1,0 +1,41 @@
+"""The bridge as the benchmark runs it: a config file with a fresh checkpoint, and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from people import COLUMNS
+
+__all__ = ["write_config", "command", "env", "DATASET"]
+
+DATASET = "people"
+
+
+def write_config(directory: Path, couch_url: str, database: str, panda_url: str) -> Path:
+    """A config for one run, with its own (empty) checkpoint directory; every other setting is the default."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sections = {
+        "source": {"url": couch_url, "database": database},
+        "panda": {"url": panda_url, "email": "panda@pandaproject.net", "dataset": DATASET,
+                  "create_dataset": True},
+        "mapping": {"columns": COLUMNS},
+        "checkpoint": {"path": str(directory / "state" / "bridge.checkpoint")},
+    }
+    lines = []
+    for name, values in sections.items():
+        lines.append("[%s]" % name)
+        lines += ["%s = %s" % (key, json.dumps(value)) for key, value in values.items()]
+    config = directory / "bridge.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def command(config: Path, mode: str = "once") -> list[str]:
+    return [sys.executable, "-m", "bridge", mode, "--config", str(config)]
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, PANDA_API_KEY="panda-demo-key")
