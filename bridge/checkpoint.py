@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .errors import CheckpointMismatch, FatalError
 from .model import Seq
 
@@ -33,9 +35,10 @@ CREATE TABLE IF NOT EXISTS sent (
     external_id TEXT NOT NULL UNIQUE,
     row_hash BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS pending (external_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS pending_doc ON pending (doc_id);
+CREATE TABLE IF NOT EXISTS pending_batches (id INTEGER PRIMARY KEY, pairs BLOB NOT NULL);
 """
+# pending_batches: one row per noted batch, a JSON list of [doc_id, external_id] pairs. One row per batch
+# instead of one per operation keeps the durable note before each send cheap (it is on every batch's path).
 _LOOKUP_CHUNK = 500  # stays under SQLite's host-parameter limit
 
 
@@ -74,6 +77,9 @@ class StateStore:
         """Open the state file if it exists; a new one is only created when a pipeline claims it."""
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._notes: dict[str, str] | None = None
+        """The pending notes as the file holds them (external_id -> doc_id), read once: this store is their
+        only writer while it is open, so each batch need not read and decode them again."""
         if path.exists():
             self._open()
 
@@ -98,6 +104,7 @@ class StateStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._notes = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -106,10 +113,12 @@ class StateStore:
             try:
                 yield self._db
             except BaseException:
+                self._notes = None  # may hold this transaction's changes: read again from the file
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._notes = None
             raise FatalError(f"cannot write the checkpoint {self.path}: {exc}") from None
 
     def _meta(self) -> dict[str, Any]:
@@ -200,24 +209,36 @@ class StateStore:
         Until `commit` records the outcome, PANDA's row for each may differ from the record: a crash in
         between leaves them here for `pending` to report to the replay.
         """
-        items = [(external_id, doc_id) for doc_id, external_id in rows]
-        if items:
+        pairs = list(rows)
+        if pairs:
             with self._transaction() as db:
-                db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?)", items)
+                db.execute("INSERT INTO pending_batches (pairs) VALUES (?)", (orjson.dumps(pairs),))
+                self._pending_notes().update((external_id, doc_id) for doc_id, external_id in pairs)
 
     def pending(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
         """For each of these documents, external_ids a crashed run may have changed in PANDA unrecorded."""
+        notes = self._pending_notes()
+        wanted = set(notes.values()).intersection(doc_ids) if notes else None
+        if not wanted:
+            return {}  # the common case: nothing noted, or only the batch planned ahead (other documents)
         found: dict[str, list[str]] = {}
-        if self._conn is None or self._db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is None:
-            return found
-        ids = list(doc_ids)
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
-            chunk = ids[start:start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT doc_id, external_id FROM pending WHERE doc_id IN ({marks}) ORDER BY external_id"
-            for doc_id, external_id in self._db.execute(query, chunk):
+        for external_id, doc_id in notes.items():
+            if doc_id in wanted:
                 found.setdefault(doc_id, []).append(external_id)
+        for external_ids in found.values():
+            external_ids.sort()
         return found
+
+    def _pending_notes(self) -> dict[str, str]:
+        """Every noted external_id with the document it was last noted for (a later note wins)."""
+        if self._conn is None:
+            return {}  # no state file yet: nothing was noted (and reading must not create it)
+        if self._notes is None:
+            notes: dict[str, str] = {}
+            for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
+                notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
+            self._notes = notes
+        return self._notes
 
     def commit(self, records: Mapping[str, Sent | None], seq: Seq | None) -> None:
         """In one transaction, set each document's record (None forgets it) and move the seq to `seq`.
@@ -229,24 +250,39 @@ class StateStore:
         forget = [(doc_id,) for doc_id, sent in records.items() if sent is None]
         keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
         with self._transaction() as db:
-            if records and db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None:
-                db.executemany("DELETE FROM pending WHERE doc_id = ?", [(doc_id,) for doc_id in records])
+            if records:
+                self._settle(db, records)
             if forget:
                 db.executemany("DELETE FROM sent WHERE doc_id = ?", forget)
             if keep:
-                db.executemany("DELETE FROM sent WHERE doc_id = ?", [(row[0],) for row in keep])
+                # REPLACE removes whatever row holds the doc_id or the external_id, so no DELETE is needed
+                # first, and an external_id forgotten or moved away earlier in this commit can be taken.
                 db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
             if seq is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (json.dumps(seq.value),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('saved_at', ?)", (json.dumps(time.time()),))
+
+    def _settle(self, db: sqlite3.Connection, records: Mapping[str, Sent | None]) -> None:
+        """Clear the pending notes of the documents in `records`, keeping every other note (inside a transaction)."""
+        notes = self._pending_notes()
+        left = {external_id: doc_id for external_id, doc_id in notes.items() if doc_id not in records}
+        if len(left) == len(notes):
+            return  # nothing of these documents was noted (e.g. only the batch planned ahead is pending)
+        db.execute("DELETE FROM pending_batches")
+        if left:
+            pairs = [[doc_id, external_id] for external_id, doc_id in left.items()]
+            db.execute("INSERT INTO pending_batches (pairs) VALUES (?)", (orjson.dumps(pairs),))
+        self._notes = left
 
     def reset(self) -> None:
         """Forget everything: seq, fingerprint and the record of sent rows."""
         with self._transaction() as db:
             db.execute("DELETE FROM meta")
             db.execute("DELETE FROM sent")
-            db.execute("DELETE FROM pending")
+            db.execute("DELETE FROM pending_batches")
+            self._notes = {}
 
     def sent_external_ids(self) -> Sequence[str]:
         """Every external_id the record says PANDA holds (for verification tools)."""
         return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]
+
