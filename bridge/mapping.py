@@ -68,6 +68,8 @@ class RowMapper:
     def __init__(self, settings: MappingSettings) -> None:
         self.columns: tuple[str, ...] = tuple(settings.columns)
         self._paths = settings.field_paths()
+        self._plain = not any("." in path for path in self._paths)
+        """True when every column reads a top-level field, so `row` can skip the dotted walk."""
         self._template = ids.compile_template(settings.external_id_template) if settings.external_id_template else None
         self._id_path = settings.external_id
         self.uses_doc_id = self._template is None and self._id_path == "_id"
@@ -75,6 +77,9 @@ class RowMapper:
 
     def row(self, doc: Mapping[str, Any]) -> Row:
         """The document's cells in column order; every column gets a cell, so the count always matches."""
+        if self._plain:
+            # The common case, made cheap: top-level fields, and a string (most cells) taken as it is.
+            return tuple([cell if type(cell) is str else to_cell(cell) for cell in map(doc.get, self._paths)])
         return tuple(to_cell(lookup(doc, path)) for path in self._paths)
 
     def external_id(self, change: Change) -> str:
