@@ -178,29 +178,23 @@ class StateStore:
 
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
-        found: dict[str, Sent] = {}
-        if self._conn is None:
-            return found
-        ids = list(doc_ids)
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
-            chunk = ids[start:start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT doc_id, external_id, row_hash FROM sent WHERE doc_id IN ({marks})"
-            for doc_id, external_id, row_hash in self._db.execute(query, chunk):
-                found[doc_id] = Sent(external_id, row_hash)
-        return found
+        rows = self._select_in("SELECT doc_id, external_id, row_hash FROM sent WHERE doc_id IN ({})", doc_ids)
+        return {doc_id: Sent(external_id, row_hash) for doc_id, external_id, row_hash in rows}
 
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The document that owns each of these external_ids (absent: none)."""
-        found: dict[str, str] = {}
+        rows = self._select_in("SELECT external_id, doc_id FROM sent WHERE external_id IN ({})", external_ids)
+        return {external_id: doc_id for external_id, doc_id in rows}
+
+    def _select_in(self, query: str, values: Iterable[str]) -> list[tuple[Any, ...]]:
+        """Rows of `query` whose `IN ({})` list is `values`, asked in chunks under SQLite's parameter limit."""
         if self._conn is None:
-            return found
-        ids = list(external_ids)
+            return []  # no state file yet: nothing was sent (and reading must not create it)
+        found: list[tuple[Any, ...]] = []
+        ids = list(values)
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[start:start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT external_id, doc_id FROM sent WHERE external_id IN ({marks})"
-            found.update(dict(self._db.execute(query, chunk).fetchall()))
+            found += self._db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
         return found
 
     def intend(self, rows: Iterable[tuple[str, str]]) -> None:

@@ -292,27 +292,6 @@ def _undecodable(raw: Any, exc: RejectedError) -> Refusal:
     return Refusal(doc_id, seq, f"not a change: {exc}", doc=kept)
 
 
-def run(
-    source: Source,
-    decode: Decode,
-    delivery: Delivery,
-    limits: BatchLimits,
-    *,
-    since: Seq | None,
-    follow: bool,
-    stop: threading.Event,
-    clock: Callable[[], float] = time.monotonic,
-) -> RunStats:
-    """Mirror the source from `since` until caught up (follow False) or until `stop` is set.
-
-    On stop, the batch in hand is delivered and committed (unless the sink is failing, in which case the
-    checkpoint stays at the last acknowledged batch). Raises the first fatal BridgeError from either side
-    after committing what was already acknowledged.
-    """
-    with _gc_tuned():
-        return _run(source, decode, delivery, limits, since=since, follow=follow, stop=stop, clock=clock)
-
-
 @contextmanager
 def _gc_tuned() -> Iterator[None]:
     """Run with a larger young generation for the cyclic GC, restoring the thresholds after.
@@ -332,7 +311,8 @@ def _gc_tuned() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
-def _run(
+@_gc_tuned()
+def run(
     source: Source,
     decode: Decode,
     delivery: Delivery,
@@ -341,8 +321,14 @@ def _run(
     since: Seq | None,
     follow: bool,
     stop: threading.Event,
-    clock: Callable[[], float],
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunStats:
+    """Mirror the source from `since` until caught up (follow False) or until `stop` is set.
+
+    On stop, the batch in hand is delivered and committed (unless the sink is failing, in which case the
+    checkpoint stays at the last acknowledged batch). Raises the first fatal BridgeError from either side
+    after committing what was already acknowledged.
+    """
     stats = RunStats()
     batcher = Batcher(limits, clock)
     handoff: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
