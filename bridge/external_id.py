@@ -21,7 +21,6 @@ leading '-' is the prohibit operator; such ids pass PANDA's `^[\\w\\d_-]+$` chec
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -30,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.errors import ConfigError, MappingError
+from bridge.values import MISSING, lookup, to_cell
 
 __all__ = [
     "RESERVED",
@@ -117,24 +117,15 @@ def field_value(doc: Mapping[str, object], path: str) -> str:
     and booleans as their JSON text (7 -> "7", 1.5 -> "1.5", True -> "true").
     Raises MappingError when the field is missing, null, an object, an array or a non-finite number.
     """
-    if path in doc:
-        value = doc[path]
-    else:
-        value = doc
-        for part in path.split("."):
-            if not isinstance(value, Mapping) or part not in value:
-                raise MappingError(f"field {path!r} is missing")
-            value = value[part]
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return json.dumps(value)
+    value = lookup(doc, path)
+    if value is MISSING:
+        raise MappingError(f"field {path!r} is missing")
+    if isinstance(value, float) and not math.isfinite(value):
         raise MappingError(f"field {path!r} is {value!r}, not a finite number")
+    if isinstance(value, (str, bool, int, float)):
+        text = to_cell(value)
+        assert text is not None
+        return text
     if value is None:
         what = "null"
     elif isinstance(value, Mapping):

@@ -16,51 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from . import external_id as ids
 from .config import MappingSettings
 from .errors import MappingError
-from .model import Cell, Change, Row
+from .model import Change, Row
+from .values import MISSING, lookup, to_cell
 
 __all__ = ["RowMapper", "to_cell", "lookup", "MISSING"]
-
-MISSING: Any = object()
-"""What `lookup` returns for a field the document does not have."""
-
-
-def lookup(doc: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted field path, or MISSING.
-
-    An exact top-level key wins over a dotted walk, so a field literally named `a.b` can be read.
-    """
-    value = doc.get(path, MISSING)
-    if value is not MISSING or "." not in path:
-        return value
-    current: Any = doc
-    for part in path.split("."):
-        if not isinstance(current, Mapping):
-            return MISSING
-        current = current.get(part, MISSING)
-        if current is MISSING:
-            return MISSING
-    return current
-
-
-def to_cell(value: Any) -> Cell:
-    """One document value as a PANDA cell (see the table above)."""
-    if value is None or value is MISSING:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    return orjson.dumps(value).decode()
-
 
 class RowMapper:
     """Maps documents to rows for one dataset's columns."""
