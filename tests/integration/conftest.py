@@ -12,6 +12,13 @@ from tests.support.couchdb_server import CouchDatabase
 from tests.support.pipeline import Pipeline
 
 
+@pytest.fixture(scope="module")
+def panda_server() -> Iterator[PandaEmulator]:
+    """One emulator per test module, for tests that reset it themselves."""
+    with PandaEmulator() as emulator:
+        yield emulator
+
+
 @pytest.fixture
 def panda() -> Iterator[PandaEmulator]:
     """A fresh PANDA emulator on a free loopback port."""

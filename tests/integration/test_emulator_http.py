@@ -26,14 +26,9 @@ ID_CHARS = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PandaEmulator]:
-    with PandaEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(server: PandaEmulator) -> PandaEmulator:
+def emu(panda_server: PandaEmulator) -> PandaEmulator:
+    server = panda_server
     server.reset()
     server.create_dataset("d", ["a", "b"])
     return server

@@ -30,14 +30,9 @@ QUICK = RetryPolicy(initial_delay=0.01, max_delay=0.05)
 COLUMNS = ["a", "b"]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PandaEmulator]:
-    with PandaEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(server: PandaEmulator) -> PandaEmulator:
+def emu(panda_server: PandaEmulator) -> PandaEmulator:
+    server = panda_server
     server.reset()
     return server
 
