@@ -234,13 +234,17 @@ _END = object()
 
 def _read(
     source: Source,
-    decode: Decode,
     since: Seq | None,
     follow: bool,
     out: queue.Queue[Any],
     stop: threading.Event,
 ) -> None:
-    """Reader thread: decode the source's items and hand them over in chunks, ending with _END."""
+    """Reader thread: pull the source's raw items and hand them over in chunks, ending with _END.
+
+    It does nothing else, so it asks for the next page as soon as the last one is parsed: the source keeps
+    working on it while the committer decodes, plans and commits (decoding here would leave CouchDB idle
+    between pages for as long as the rows take to decode).
+    """
 
     def put(item: Any) -> None:
         while not stop.is_set():
@@ -250,26 +254,15 @@ def _read(
             except queue.Full:
                 continue
 
-    chunk: list[Change | Position | Refusal] = []
+    chunk: list[Any] = []
     try:
         for raw in source.changes(since, follow=follow):
-            if isinstance(raw, Position):
-                chunk.append(raw)
+            chunk.append(raw)
+            if isinstance(raw, Position) or len(chunk) >= _CHUNK:
                 put(chunk)
                 chunk = []
-            else:
-                try:
-                    change = decode(raw)
-                except RejectedError as exc:  # DecodeError, or MappingError from an event's payload
-                    chunk.append(_undecodable(raw, exc))
-                    continue
-                if change is not None:
-                    chunk.append(change)
-                    if len(chunk) >= _CHUNK:
-                        put(chunk)
-                        chunk = []
-            if stop.is_set():
-                break
+                if stop.is_set():
+                    break
         if chunk:
             put(chunk)
     except StopRequested:
@@ -280,6 +273,24 @@ def _read(
         put(_Failed(exc))
     finally:
         put(_END)  # unless stopped: a full queue must not hold this thread past the committer's end
+
+
+def _decoded(chunk: list[Any], decode: Decode) -> tuple[list[Change | Position], list[Refusal]]:
+    """A chunk's changes and positions in feed order, and a dead letter for each item that is not a change."""
+    entries: list[Change | Position] = []
+    refusals: list[Refusal] = []
+    for raw in chunk:
+        if isinstance(raw, Position):
+            entries.append(raw)
+            continue
+        try:
+            change = decode(raw)
+        except RejectedError as exc:  # DecodeError, or MappingError from an event's payload
+            refusals.append(_undecodable(raw, exc))
+            continue
+        if change is not None:
+            entries.append(change)
+    return entries, refusals
 
 
 def _undecodable(raw: Any, exc: RejectedError) -> Refusal:
@@ -332,7 +343,7 @@ def run(
     stats = RunStats()
     batcher = Batcher(limits, clock)
     handoff: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    reader = threading.Thread(target=_read, args=(source, decode, since, follow, handoff, stop),
+    reader = threading.Thread(target=_read, args=(source, since, follow, handoff, stop),
                               name="bridge-reader", daemon=True)
     reader.start()
     writes = _Writes(delivery, stats)
@@ -353,13 +364,13 @@ def run(
                     failure = item.error
                     break
                 if item is not None:
-                    refusals = [entry for entry in item if isinstance(entry, Refusal)]
+                    entries, refusals = _decoded(item, decode)
                     if refusals:
                         stats.dead_lettered += delivery.refuse(refusals)
-                    for entry in item:
+                    for entry in entries:
                         if isinstance(entry, Change):
                             batcher.add(entry)
-                        elif isinstance(entry, Position):
+                        else:
                             batcher.advance(entry)
                             if entry.caught_up and not caught_up:
                                 logger.info("caught up at seq %s", entry.seq)
