@@ -6,6 +6,7 @@ Everything is in memory; nothing is persisted. Drive it over HTTP under /_emulat
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import threading
@@ -17,6 +18,8 @@ from .server import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
+
+_GC_THRESHOLDS = (50_000, 50, 100)
 
 
 def _user(value: str) -> tuple[str, str]:
@@ -65,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, serve until SIGINT/SIGTERM, return 0."""
     args = build_parser().parse_args(argv)
+    # It holds every stored row (hundreds of thousands of small objects in a benchmark) and creates no
+    # reference cycles worth chasing: with the default thresholds the cyclic GC re-scans the stored rows
+    # over and over, about a quarter of its CPU per bulk write (measured with py-spy).
+    gc.set_threshold(*_GC_THRESHOLDS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     emu = PandaEmulator(args.host, args.port, latency=args.latency, strict_keys=args.strict_keys)
     for email, key in args.user:

@@ -33,7 +33,7 @@ def row_uri(slug: str, external_id: str | None) -> str | None:
         return None
     if not url_segment_ok(external_id):
         return ""
-    return "%s/data/%s/" % (dataset_uri(slug).rstrip("/"), external_id)
+    return "/api/1.0/dataset/%s/data/%s/" % (slug, external_id)
 
 
 @dataclass
@@ -164,16 +164,18 @@ class Store:
         ds.last_modification = message
         ds.last_modified_by = user
 
-    def _put(self, ds: Dataset, data: Any, external_id: str | None) -> dict[str, Any]:
+    def _put(self, ds: Dataset, data: Any, external_id: str | None, now: str, uri: str) -> dict[str, Any]:
+        """Store one row stamped `now` (one stamp per request: PANDA's clock has whole seconds anyway);
+        `uri` is the dataset's resource_uri."""
         solr_id = "%s-%s" % (ds.slug, external_id) if external_id else str(uuid.uuid4())
         old = self.docs.pop(solr_id, None)
         if old is not None:
             owner = self.datasets.get(old.dataset_slug)
             if owner is not None:
                 owner.doc_ids.pop(solr_id, None)
-        self.docs[solr_id] = Doc(ds.slug, external_id, data, self.now())
+        self.docs[solr_id] = Doc(ds.slug, external_id, data, now)
         ds.doc_ids[solr_id] = None
-        row = self.row_json(ds.slug, external_id, data)
+        row = self.row_json(ds.slug, external_id, data, uri)
         if ds.sample_data is None:
             ds.sample_data = []
         if len(ds.sample_data) < 5:
@@ -185,7 +187,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Store rows in order (the last of a repeated id wins) and return their row objects (contract 6)."""
         before = ds.row_count or 0
-        out = [self._put(ds, data, external_id) for data, external_id in items]
+        now, uri = self.now(), dataset_uri(ds.slug)
+        out = [self._put(ds, data, external_id, now, uri) for data, external_id in items]
         added = max(len(ds.doc_ids) - before, 0)
         updated = len(items) - added
         if added and updated:
@@ -199,7 +202,7 @@ class Store:
 
     def write_one(self, ds: Dataset, user: User, data: Any, external_id: str | None) -> dict[str, Any]:
         before = len(ds.doc_ids)
-        row = self._put(ds, data, external_id)
+        row = self._put(ds, data, external_id, self.now(), dataset_uri(ds.slug))
         self._touch(ds, user, "1 row added" if len(ds.doc_ids) > before else "1 row updated")
         return row
 
@@ -246,10 +249,11 @@ class Store:
         }
 
     @staticmethod
-    def row_json(slug: str, external_id: str | None, data: Any) -> dict[str, Any]:
+    def row_json(slug: str, external_id: str | None, data: Any, dataset: str | None = None) -> dict[str, Any]:
+        """A row object as PANDA returns it; `dataset` is the dataset's resource_uri, if already at hand."""
         return {
             "data": data,
-            "dataset": dataset_uri(slug),
+            "dataset": dataset or dataset_uri(slug),
             "external_id": external_id,
             "resource_uri": row_uri(slug, external_id),
         }
