@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import backoff
-
 from .errors import StopRequested, TransientError
 
 __all__ = ["RetryPolicy", "call_with_retry", "delays"]
@@ -45,6 +43,8 @@ class RetryPolicy:
 
 def delays(policy: RetryPolicy) -> Iterator[float]:
     """The capped, fully jittered waits for successive retries (a fresh schedule per call)."""
+    import backoff  # here, not at the top: it imports asyncio (15 ms), which a run without faults never needs
+
     schedule = backoff.expo(base=2, factor=policy.initial_delay, max_value=policy.max_delay)
     next(schedule)  # backoff's wait generators first yield None, for its own priming send(None)
     for value in schedule:
