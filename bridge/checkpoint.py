@@ -39,7 +39,35 @@ CREATE TABLE IF NOT EXISTS pending_batches (id INTEGER PRIMARY KEY, pairs BLOB N
 """
 # pending_batches: one row per noted batch, a JSON list of [doc_id, external_id] pairs. One row per batch
 # instead of one per operation keeps the durable note before each send cheap (it is on every batch's path).
-_LOOKUP_CHUNK = 500  # stays under SQLite's host-parameter limit
+# sent.row_hash: a signed 64-bit integer; files of earlier versions hold the same 8 bytes as a BLOB, which
+# JSON cannot carry: those are read as hex text.
+#
+# A batch's records are written and read with one statement each, the rows travelling as one JSON array
+# (json_each, json_group_array): Python's sqlite3 releases the GIL for every step of a statement, so
+# executemany over 1,000 rows handed the GIL to the reader and writer threads 1,000 times per batch, and
+# the commit waited for it back each time. SQLite's JSON functions cut text at a NUL character, so a batch
+# with one in a document id or an external_id takes the row-by-row statements instead.
+_JSON_VALUES = "SELECT value FROM json_each(?)"
+_KEEP = (
+    "INSERT OR REPLACE INTO sent (doc_id, external_id, row_hash) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
+    "FROM json_each(?) ORDER BY key"
+)
+_FORGET = "DELETE FROM sent WHERE doc_id IN (" + _JSON_VALUES + ")"
+_LOOKUP = (
+    "SELECT json_group_array(json_array(doc_id, external_id, "
+    "CASE WHEN typeof(row_hash) = 'blob' THEN hex(row_hash) ELSE row_hash END)) "
+    "FROM sent WHERE doc_id IN (" + _JSON_VALUES + ")"
+)
+_OWNERS = (
+    "SELECT json_group_array(json_array(external_id, doc_id)) FROM sent "
+    "WHERE external_id IN (" + _JSON_VALUES + ")"
+)
+_ROW_BY_ROW = {  # the same, one bound parameter per value
+    _LOOKUP: "SELECT doc_id, external_id, row_hash FROM sent WHERE doc_id IN ({})",
+    _OWNERS: "SELECT external_id, doc_id FROM sent WHERE external_id IN ({})",
+}
+_LOOKUP_CHUNK = 500  # row by row: stays under SQLite's host-parameter limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +76,8 @@ class Sent:
 
     external_id: str
     """The row's external_id."""
-    row_hash: bytes
-    """A digest of the row's cells, to skip sending an identical row again."""
+    row_hash: int
+    """A 64-bit digest of the row's cells (planning.row_hash), to skip sending an identical row again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,24 +206,30 @@ class StateStore:
 
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
-        rows = self._select_in("SELECT doc_id, external_id, row_hash FROM sent WHERE doc_id IN ({})", doc_ids)
-        return {doc_id: Sent(external_id, row_hash) for doc_id, external_id, row_hash in rows}
+        return {doc_id: Sent(external_id, _hash_value(row_hash))
+                for doc_id, external_id, row_hash in self._select_in(_LOOKUP, doc_ids)}
 
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The document that owns each of these external_ids (absent: none)."""
-        rows = self._select_in("SELECT external_id, doc_id FROM sent WHERE external_id IN ({})", external_ids)
-        return {external_id: doc_id for external_id, doc_id in rows}
+        return {external_id: doc_id for external_id, doc_id in self._select_in(_OWNERS, external_ids)}
 
-    def _select_in(self, query: str, values: Iterable[str]) -> list[tuple[Any, ...]]:
-        """Rows of `query` whose `IN ({})` list is `values`, asked in chunks under SQLite's parameter limit."""
+    def _select_in(self, query: str, values: Iterable[str]) -> list[list[Any]]:
+        """The rows `query` gathers into one JSON array for the `values` given as a JSON array."""
         if self._conn is None:
             return []  # no state file yet: nothing was sent (and reading must not create it)
-        found: list[tuple[Any, ...]] = []
-        ids = list(values)
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
-            chunk = ids[start:start + _LOOKUP_CHUNK]
-            found += self._db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
-        return found
+        wanted = list(values)
+        if not wanted:
+            return []
+        if _has_nul(wanted):
+            rows: list[list[Any]] = []
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start:start + _LOOKUP_CHUNK]
+                statement = _ROW_BY_ROW[query].format(",".join("?" * len(chunk)))
+                rows += [list(row) for row in self._db.execute(statement, chunk)]
+            return rows
+        (found,) = self._db.execute(query, (orjson.dumps(wanted),)).fetchone()
+        rows = orjson.loads(found)
+        return rows
 
     def intend(self, rows: Iterable[tuple[str, str]]) -> None:
         """Note (doc_id, external_id) pairs about to be written or deleted, durably, before they are sent.
@@ -241,17 +275,21 @@ class StateStore:
         external_id can pass from one document to another within a batch. The pending notes of every
         document in `records` are cleared: its outcome is now recorded.
         """
-        forget = [(doc_id,) for doc_id, sent in records.items() if sent is None]
+        forget = [doc_id for doc_id, sent in records.items() if sent is None]
         keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
         with self._transaction() as db:
             if records:
                 self._settle(db, records)
-            if forget:
-                db.executemany("DELETE FROM sent WHERE doc_id = ?", forget)
-            if keep:
-                # REPLACE removes whatever row holds the doc_id or the external_id, so no DELETE is needed
-                # first, and an external_id forgotten or moved away earlier in this commit can be taken.
+            # REPLACE removes whatever row holds the doc_id or the external_id, so no DELETE is needed first,
+            # and an external_id forgotten or moved away earlier in this commit can be taken.
+            if _has_nul(records) or any("\x00" in external_id for _doc_id, external_id, _hash in keep):
+                db.executemany("DELETE FROM sent WHERE doc_id = ?", [(doc_id,) for doc_id in forget])
                 db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
+            else:
+                if forget:
+                    db.execute(_FORGET, (orjson.dumps(forget),))
+                if keep:
+                    db.execute(_KEEP, (orjson.dumps(keep),))
             if seq is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (json.dumps(seq.value),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('saved_at', ?)", (json.dumps(time.time()),))
@@ -280,3 +318,12 @@ class StateStore:
         """Every external_id the record says PANDA holds (for verification tools)."""
         return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]
 
+
+def _hash_value(stored: int | str) -> int:
+    """A stored row hash as the integer planning.row_hash gives (older files hold its 8 bytes, read as hex)."""
+    return stored if isinstance(stored, int) else int.from_bytes(bytes.fromhex(stored), "big", signed=True)
+
+
+def _has_nul(values: Iterable[str]) -> bool:
+    """True when a value holds a NUL character, which SQLite's JSON functions would cut off."""
+    return any("\x00" in value for value in values)

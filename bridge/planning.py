@@ -15,6 +15,7 @@ Deletes are applied before upserts, and a delete of an external_id upserted in t
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +60,13 @@ class Plan:
     """Changes whose row PANDA already holds."""
 
 
-def row_hash(row: Row) -> bytes:
-    """A short digest of a row's cells."""
-    return hashlib.blake2b(orjson.dumps(row), digest_size=8).digest()
+_SIGNED_64 = struct.Struct(">q")
+
+
+def row_hash(row: Row) -> int:
+    """A 64-bit digest of a row's cells, as a signed integer (what SQLite stores natively)."""
+    digest: int = _SIGNED_64.unpack(hashlib.blake2b(orjson.dumps(row), digest_size=8).digest())[0]
+    return digest
 
 
 def candidate_external_ids(changes: Iterable[Change], mapper: RowMapper) -> list[str]:

@@ -13,13 +13,13 @@ def test_new_store_is_claimed_and_commits_survive_reopening(tmp_path):
     path = tmp_path / "state" / "x.checkpoint"
     store = StateStore(path)
     assert store.claim(FP) is None
-    store.commit({"a": Sent("a", b"1"), "b": Sent("b", b"2")}, Seq("5-abc"))
+    store.commit({"a": Sent("a", 1), "b": Sent("b", 2)}, Seq("5-abc"))
     store.commit({"a": None}, Seq(7))
     store.close()
     store = StateStore(path)
     saved = store.claim(FP)
     assert saved is not None and saved.seq == Seq(7) and saved.documents == 1
-    assert store.lookup(["a", "b", "c"]) == {"b": Sent("b", b"2")}
+    assert store.lookup(["a", "b", "c"]) == {"b": Sent("b", 2)}
     assert store.owners(["b", "zz"]) == {"b": "b"}
 
 
@@ -45,15 +45,60 @@ def test_another_pipeline_is_refused_with_what_differs(tmp_path):
 def test_external_id_can_pass_between_documents_in_one_commit(tmp_path):
     store = StateStore(tmp_path / "s")
     store.claim(FP)
-    store.commit({"d1": Sent("x", b"1")}, Seq(1))
-    store.commit({"d1": Sent("y", b"1"), "d2": Sent("x", b"2")}, Seq(2))
-    assert store.lookup(["d1", "d2"]) == {"d1": Sent("y", b"1"), "d2": Sent("x", b"2")}
+    store.commit({"d1": Sent("x", 1)}, Seq(1))
+    store.commit({"d1": Sent("y", 1), "d2": Sent("x", 2)}, Seq(2))
+    assert store.lookup(["d1", "d2"]) == {"d1": Sent("y", 1), "d2": Sent("x", 2)}
 
 
 def test_reset_forgets_everything(tmp_path):
     store = StateStore(tmp_path / "s")
     store.claim(FP)
-    store.commit({"a": Sent("a", b"1")}, Seq(3))
+    store.commit({"a": Sent("a", 1)}, Seq(3))
     store.reset()
     assert store.load() is None
     assert store.lookup(["a"]) == {}
+
+
+def test_hashes_of_earlier_versions_stored_as_bytes_still_match(tmp_path):
+    """Files written before row hashes were integers hold the same 8 bytes as a BLOB: they still count as sent."""
+    import sqlite3
+
+    from bridge.planning import row_hash
+
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    store.close()
+    digest = row_hash(("A", None))
+    legacy = sqlite3.connect(str(path))
+    legacy.execute("INSERT INTO sent VALUES (?, ?, ?)", ("d", "d", digest.to_bytes(8, "big", signed=True)))
+    legacy.commit()
+    legacy.close()
+    store = StateStore(path)
+    assert store.lookup(["d"]) == {"d": Sent("d", digest)}
+    store.commit({"d": Sent("d", digest)}, Seq(2))  # rewritten as an integer
+    assert store.lookup(["d"]) == {"d": Sent("d", digest)}
+
+
+def test_a_whole_batch_round_trips_with_extreme_hashes_and_odd_ids(tmp_path):
+    store = StateStore(tmp_path / "s")
+    store.claim(FP)
+    odd = ["", "'", '"', "a,b", "\u00e9\u4e2d\U0001f600", "x" * 500, "\x00nul", "_design/x"]
+    records = {f"d{i}": Sent(f"e{i}", (-1) ** i * (2**63 - 1 - i)) for i in range(3000)}
+    records.update({doc_id: Sent("odd" + str(n), -(2**63)) for n, doc_id in enumerate(odd)})
+    store.commit(records, Seq(1))
+    assert store.lookup(list(records)) == records
+    assert store.owners(["e7", "odd2", "nope"]) == {"e7": "d7", "odd2": '"'}
+    store.commit(dict.fromkeys(list(records)[:1500]), Seq(2))
+    left = store.lookup(list(records))
+    assert left == dict(list(records.items())[1500:]) and store.load().documents == len(left)
+
+
+def test_swapped_external_ids_in_one_commit(tmp_path):
+    store = StateStore(tmp_path / "s")
+    store.claim(FP)
+    store.commit({"a": Sent("x", 1), "b": Sent("y", 2)}, Seq(1))
+    store.commit({"a": Sent("y", 3), "b": Sent("x", 4)}, Seq(2))
+    assert store.lookup(["a", "b"]) == {"a": Sent("y", 3), "b": Sent("x", 4)}
+    store.commit({"b": Sent("x", 5), "a": Sent("y", 6)}, Seq(3))  # order within a commit does not matter
+    assert store.lookup(["a", "b"]) == {"a": Sent("y", 6), "b": Sent("x", 5)}
