@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_benchmark_runs_every_phase_on_a_tiny_database(couch_server, tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--docs", "600", "--repeat", "1", "--deletes", "20",
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--docs", "600", "--repeat", "2", "--deletes", "20",
+         "--delete-repeat", "1",
          "--latency-seconds", "1", "--memory-sizes", "300,600", "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=ROOT, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -23,3 +24,5 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(couch_server, tmp_path):
     for name, variant in report["results"].items():
         assert variant["summary"]["ok_runs"] >= 1, name  # every run's outcome was checked and held
     assert "| bridge once |" in result.stdout
+    backfill = report["targets"]["backfill"]
+    assert len(backfill["ratio_per_round"]) == 2 and backfill["ratio"] > 0  # one ratio per round, paired
