@@ -1,8 +1,8 @@
 """The loop: source -> decode -> batching -> planning -> sink -> checkpoint, until told to stop.
 
-A reader thread pulls the source and decodes; the calling thread batches, plans and commits, and a writer
-thread sends one planned batch at a time to the sink. So reading the next page, planning the next batch and
-committing the last one all overlap the sink's write, through bounded hand-offs that keep memory flat.
+A reader thread pulls the source's raw items; the calling thread decodes, batches, plans and commits, and a
+writer thread sends one planned batch at a time to the sink. So reading the next page, planning the next batch
+and committing the last one all overlap the sink's write, through bounded hand-offs that keep memory flat.
 A seq is committed only after the sink acknowledged every change up to it (at least once), in feed order.
 """
 
