@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS pending_batches (id INTEGER PRIMARY KEY, pairs BLOB N
 # (json_each, json_group_array): Python's sqlite3 releases the GIL for every step of a statement, so
 # executemany over 1,000 rows handed the GIL to the reader and writer threads 1,000 times per batch, and
 # the commit waited for it back each time. SQLite's JSON functions cut text at a NUL character, so a batch
-# with one in a document id or an external_id takes the row-by-row statements instead.
+# with one in a document id or an external_id takes the row-by-row statements instead, and so does every
+# batch where Python's SQLite has no JSON functions (built without JSON1, before 3.38).
 _JSON_VALUES = "SELECT value FROM json_each(?)"
 _KEEP = (
     "INSERT OR REPLACE INTO sent (doc_id, external_id, row_hash) "
@@ -105,6 +106,8 @@ class StateStore:
         """Open the state file if it exists; a new one is only created when a pipeline claims it."""
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._json = True
+        """False where SQLite has no JSON functions: every batch then takes the row-by-row statements."""
         self._notes: dict[str, str] | None = None
         """The pending notes as the file holds them (external_id -> doc_id), read once: this store is their
         only writer while it is open, so each batch need not read and decode them again."""
@@ -114,6 +117,7 @@ class StateStore:
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
+                self._json = _has_json_functions()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -220,7 +224,7 @@ class StateStore:
         wanted = list(values)
         if not wanted:
             return []
-        if _has_nul(wanted):
+        if not self._json or _has_nul(wanted):
             rows: list[list[Any]] = []
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 chunk = wanted[start:start + _LOOKUP_CHUNK]
@@ -282,7 +286,7 @@ class StateStore:
                 self._settle(db, records)
             # REPLACE removes whatever row holds the doc_id or the external_id, so no DELETE is needed first,
             # and an external_id forgotten or moved away earlier in this commit can be taken.
-            if _has_nul(records) or any("\x00" in external_id for _doc_id, external_id, _hash in keep):
+            if not self._json or _has_nul(records) or any("\x00" in eid for _doc_id, eid, _hash in keep):
                 db.executemany("DELETE FROM sent WHERE doc_id = ?", [(doc_id,) for doc_id in forget])
                 db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
             else:
@@ -319,11 +323,26 @@ class StateStore:
         return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]
 
 
-def _hash_value(stored: int | str) -> int:
-    """A stored row hash as the integer planning.row_hash gives (older files hold its 8 bytes, read as hex)."""
-    return stored if isinstance(stored, int) else int.from_bytes(bytes.fromhex(stored), "big", signed=True)
+def _hash_value(stored: int | str | bytes) -> int:
+    """A stored row hash as the integer planning.row_hash gives (older files hold its 8 bytes: read as hex
+    text through JSON, as bytes row by row)."""
+    if isinstance(stored, int):
+        return stored
+    return int.from_bytes(bytes.fromhex(stored) if isinstance(stored, str) else stored, "big", signed=True)
 
 
 def _has_nul(values: Iterable[str]) -> bool:
     """True when a value holds a NUL character, which SQLite's JSON functions would cut off."""
     return any("\x00" in value for value in values)
+
+
+def _has_json_functions() -> bool:
+    """True when the SQLite library Python uses has json_each and json_group_array."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("SELECT json_group_array(value) FROM json_each('[1]')").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        probe.close()
+    return True
