@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ from typing import Any
 
 import requests
 
-__all__ = ["EmulatorProcess", "cpu_seconds", "wait_idle", "free_port"]
+from tests.support.couchdb_server import free_port  # the benchmark runs with the project root on sys.path
+
+__all__ = ["EmulatorProcess", "cpu_seconds", "wait_idle"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:

@@ -20,7 +20,7 @@ from .app import Request, Response
 from .faults import fault_body
 from .rules import CANNED_ERROR
 
-__all__ = ["EmulatorHTTPServer", "Serving"]
+__all__ = ["EmulatorHTTPServer", "Serving", "TrackingHTTPServer", "TrackedHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +36,20 @@ class Serving(Protocol):
     def control(self, method: str, path: str, body: bytes) -> tuple[int, Any]: ...
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer that knows its open connections, so stop() can close idle keep-alive ones."""
+class TrackingHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that knows its open connections, so close_all() can end idle keep-alive ones.
+
+    Its handlers derive from TrackedHandler (the test suite's fault proxy uses both as well).
+    """
 
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], emulator: Serving) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[TrackedHandler]) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-        self.emulator = emulator
+        super().__init__(address, handler)
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -70,7 +72,31 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
                 pass
 
 
-class _Handler(BaseHTTPRequestHandler):
+class TrackedHandler(BaseHTTPRequestHandler):
+    """Registers its connection with its TrackingHTTPServer for as long as it is open."""
+
+    def setup(self) -> None:
+        super().setup()
+        assert isinstance(self.server, TrackingHTTPServer)
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            assert isinstance(self.server, TrackingHTTPServer)
+            self.server.track(self.connection, False)
+
+
+class EmulatorHTTPServer(TrackingHTTPServer):
+    """The emulator's server: a TrackingHTTPServer that hands each request to the emulator."""
+
+    def __init__(self, address: tuple[str, int], emulator: Serving) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+
+
+class _Handler(TrackedHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nginx"
     sys_version = ""
@@ -79,16 +105,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _server(self) -> EmulatorHTTPServer:
         assert isinstance(self.server, EmulatorHTTPServer)
         return self.server
-
-    def setup(self) -> None:
-        super().setup()
-        self._server().track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self._server().track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         logger.debug(format, *args)

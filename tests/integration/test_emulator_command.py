@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,13 +10,8 @@ import time
 import requests
 
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL
+from tests.support.couchdb_server import free_port
 from tests.support.pipeline import Pipeline
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RemoteEmulator:

@@ -7,6 +7,7 @@ import random
 import signal
 
 from bridge import external_id as ids
+from tests.support.couchdb_server import free_port
 from tests.support.pipeline import bulk_update, deleted_ids, make_docs, stop, wait_until, written_ids
 
 
@@ -104,13 +105,6 @@ def _checkpoint_show(pipeline) -> str:
     return result.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _run(pipeline, *args):
     import subprocess
@@ -134,9 +128,9 @@ def test_bad_configurations_stop_before_anything_is_written(couch_db, pipeline, 
     cases = [
         (good.replace("[batch]", "[batch]\nmax_chnges = 5"), 2, "unknown key(s) in [batch]: ['max_chnges']"),
         (good.replace('email = "panda@pandaproject.net"', ""), 2, "[panda] email is required"),
-        (good.replace(f'url = "{panda.url}"', f'url = "http://127.0.0.1:{_free_port()}"'), 2,
+        (good.replace(f'url = "{panda.url}"', f'url = "http://127.0.0.1:{free_port()}"'), 2,
          "cannot start: reaching PANDA at"),
-        (good.replace(f'url = "{pipeline.source_url}"', f'url = "http://127.0.0.1:{_free_port()}"'), 2,
+        (good.replace(f'url = "{pipeline.source_url}"', f'url = "http://127.0.0.1:{free_port()}"'), 2,
          "cannot start: reading CouchDB database"),
         (good.replace(f'database = "{couch_db.name}"', 'database = "no_such_db"'), 4, "not found"),
         (good.replace('email = "panda@pandaproject.net"', 'email = "nobody@example.com"'), 3, "AuthError"),

@@ -93,7 +93,7 @@ class CouchServer:
             raise CouchServerError("server already running at %s" % self.url)
         errors: list[str] = []
         for _ in range(_PORT_ATTEMPTS):
-            self._port = _free_port()
+            self._port = free_port()
             try:
                 self._launch_and_wait()
                 return self
@@ -290,7 +290,7 @@ class _PortTaken(Exception):
     pass
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A port the kernel just handed out; another process may still grab it, hence the retries."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

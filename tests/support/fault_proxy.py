@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+
+from bridge.emulator.transport import TrackedHandler, TrackingHTTPServer
 
 __all__ = ["FaultProxy", "Seen"]
 
@@ -197,33 +198,13 @@ class FaultProxy:
             self._seen.append(seen)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
+class _Server(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], proxy: FaultProxy) -> None:
         super().__init__(address, _Handler)
         self.proxy = proxy
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def track(self, sock: socket.socket, open_: bool) -> None:
-        with self._open_lock:
-            (self._open.add if open_ else self._open.discard)(sock)
-
-    def close_all(self) -> None:
-        self.server_close()
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackedHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fault-proxy"
     sys_version = ""
@@ -233,19 +214,11 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(self.server, _Server)
         return self.server.proxy
 
-    def setup(self) -> None:
-        super().setup()
-        assert isinstance(self.server, _Server)
-        self.server.track(self.connection, True)
-
     def finish(self) -> None:
         try:
             super().finish()
         except OSError:
             pass
-        finally:
-            assert isinstance(self.server, _Server)
-            self.server.track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         pass
