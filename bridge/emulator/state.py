@@ -33,7 +33,7 @@ def row_uri(slug: str, external_id: str | None) -> str | None:
         return None
     if not url_segment_ok(external_id):
         return ""
-    return "/api/1.0/dataset/%s/data/%s/" % (slug, external_id)
+    return "%sdata/%s/" % (dataset_uri(slug), external_id)
 
 
 @dataclass
