@@ -22,7 +22,7 @@ def write_config(directory: Path, couch_url: str, database: str, panda_url: str)
         "panda": {"url": panda_url, "email": "panda@pandaproject.net", "dataset": DATASET,
                   "create_dataset": True},
         "mapping": {"columns": COLUMNS},
-        "checkpoint": {"path": str(directory / "state" / "bridge.checkpoint")},
+        "checkpoint": {"path": str(directory / "state" / "bridge.state.checkpoint")},
     }
     lines = []
     for name, values in sections.items():

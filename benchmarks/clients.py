@@ -79,11 +79,11 @@ def delete(args: argparse.Namespace) -> int:
 def reader(args: argparse.Namespace) -> int:
     import threading
 
-    from bridge.config import SourceSettings
+    from bridge.config.settings import SourceSettings
     from bridge.model import Position
     from bridge.retry import RetryPolicy
-    from bridge.runner import decode_couch_item
-    from bridge.source_couchdb import CouchSource
+    from bridge.run.builder import decode_couch_item
+    from bridge.source.couchdb import CouchSource
 
     settings = SourceSettings(url=args.url, database=args.db, page_size=args.page)
     source = CouchSource(settings, retry=RetryPolicy(), stop=threading.Event())

@@ -19,13 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import __version__
-from .checkpoint import StateStore
-from .config import Settings, load_settings, parse_override
-from .deadletter import DeadLetter, DeadLetterFile
-from .errors import BridgeError, ConfigError
-from .pipeline import RunStats
-from .runner import Bridge, parse_since
+from bridge import __version__
+from bridge.config.settings import Settings, load_settings, parse_override
+from bridge.errors import BridgeError, ConfigError
+from bridge.run.builder import Bridge, parse_since
+from bridge.run.pipeline import RunStats
+from bridge.state.checkpoint import StateStore
+from bridge.state.deadletter import DeadLetter, DeadLetterFile
 
 __all__ = ["main"]
 

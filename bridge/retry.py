@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import StopRequested, TransientError
+from bridge.errors import StopRequested, TransientError
 
 __all__ = ["RetryPolicy", "call_with_retry", "delays"]
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from bridge import external_id as ids
-from bridge.config import SourceSettings
+from bridge.config.settings import SourceSettings
+from bridge.core import external_id as ids
 from bridge.errors import NotFoundError
 from bridge.retry import RetryPolicy
-from bridge.source_couchdb import CouchSource
+from bridge.source.couchdb import CouchSource
 from tests.integration.test_identity import by_code, dead_letters, delete, once, person, rows_for, save
 from tests.support.pipeline import Pipeline, deleted_ids, stop, wait_until, written_ids
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from bridge import external_id as ids
+from bridge.core import external_id as ids
+from bridge.core.mapping import lookup, to_cell
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL
-from bridge.mapping import lookup, to_cell
 from tests.support.pipeline import deleted_ids, make_docs, stop, wait_until, written_ids
 
 AWKWARD_IDS = [

@@ -6,7 +6,7 @@ import json
 import random
 import signal
 
-from bridge import external_id as ids
+from bridge.core import external_id as ids
 from tests.support.couchdb_server import free_port
 from tests.support.pipeline import bulk_update, deleted_ids, make_docs, stop, wait_until, written_ids
 

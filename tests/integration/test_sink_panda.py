@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-import bridge.sink_panda as sink_module
+import bridge.sink.panda as sink_module
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
 from bridge.errors import (
     AuthError,
@@ -24,7 +24,7 @@ from bridge.errors import (
 )
 from bridge.model import Delete, Upsert
 from bridge.retry import RetryPolicy
-from bridge.sink_panda import PandaSink, classify
+from bridge.sink.panda import PandaSink, classify
 
 QUICK = RetryPolicy(initial_delay=0.01, max_delay=0.05)
 COLUMNS = ["a", "b"]

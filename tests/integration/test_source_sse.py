@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bridge.decode_sse import SseEvent
 from bridge.errors import AuthError, BridgeError, NotFoundError, ProtocolError, SourceUnavailable
 from bridge.retry import RetryPolicy
-from bridge.source_sse import SseSource
+from bridge.source.sse import SseSource
+from bridge.source.sse_parser import SseEvent
 from tests.support.sse_server import Entry, Plan, SseServer
 
 FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
@@ -168,7 +168,7 @@ def test_drop_mid_event_resumes_without_loss_or_duplicate(
     server.chunked, server.chunking = chunked, 16
     server.append(*LOG)
     server.plan_next(plan)
-    caplog.set_level(logging.INFO, logger="bridge.source_sse")
+    caplog.set_level(logging.INFO, logger="bridge.source.sse")
     assert collect(make_source(), len(EXPECTED)) == EXPECTED
     assert [record.last_event_id for record in server.connections] == [None, resumed_at]
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
@@ -197,7 +197,7 @@ def test_clean_end_reconnects_after_the_server_retry(
 ) -> None:
     server.append(Entry(retry=retry_ms, id="1", data="a"), Entry(id="2", data="b"))
     server.plan_next(Plan(end_after_events=1))
-    caplog.set_level(logging.INFO, logger="bridge.source_sse")
+    caplog.set_level(logging.INFO, logger="bridge.source.sse")
     source = make_source(**bounds)
     assert collect(source, 2) == [E("a", "1", retry=retry_ms), E("b", "2")]
     assert [record.last_event_id for record in server.connections] == [None, "1"]
@@ -212,7 +212,7 @@ def test_stall_reconnects_after_the_read_timeout(
 ) -> None:
     server.append(Entry(id="1", data="a"), Entry(id="2", data="b"))
     server.plan_next(Plan(stall_after_events=1))
-    caplog.set_level(logging.INFO, logger="bridge.source_sse")
+    caplog.set_level(logging.INFO, logger="bridge.source.sse")
     assert collect(make_source(read_timeout=0.5), 2) == [E("a", "1"), E("b", "2")]
     assert [record.last_event_id for record in server.connections] == [None, "1"]
     assert any("stalled" in record.getMessage() for record in caplog.records)

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from bridge import external_id as ids
+from bridge.core import external_id as ids
 from tests.support.pipeline import Pipeline, stop, wait_until, written_ids
 from tests.support.sse_server import Entry, Plan, SseServer
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge import external_id as ids
+from bridge.core import external_id as ids
+from bridge.core.mapping import lookup, to_cell
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
-from bridge.mapping import lookup, to_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["first_name", "last_name", "employer"]
@@ -41,7 +41,7 @@ class Pipeline:
 
     @property
     def checkpoint(self) -> Path:
-        return self.dir / "state" / "bridge.checkpoint"
+        return self.dir / "state" / "bridge.state.checkpoint"
 
     @property
     def deadletter(self) -> Path:

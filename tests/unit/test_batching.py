@@ -1,6 +1,6 @@
 """batching.py: last change per document, due on count, bytes, age or catch-up; positions never skip."""
 
-from bridge.batching import Batcher, BatchLimits
+from bridge.core.batching import Batcher, BatchLimits
 from bridge.model import Change, Position, Seq
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bridge.checkpoint import Sent, StateStore
 from bridge.errors import CheckpointMismatch
 from bridge.model import Seq
+from bridge.state.checkpoint import Sent, StateStore
 
 FP = {"source": {"database": "a"}, "panda": {"dataset": "d"}, "mapping": {"columns": ["x"]}}
 
@@ -63,7 +63,7 @@ def test_reset_forgets_everything(tmp_path):
 def statements(request, monkeypatch):
     """Every batch through SQLite's JSON functions, or row by row as where SQLite has none."""
     if request.param == "row by row":
-        monkeypatch.setattr("bridge.checkpoint._has_json_functions", lambda: False)
+        monkeypatch.setattr("bridge.state.checkpoint._has_json_functions", lambda: False)
     return request.param
 
 
@@ -71,7 +71,7 @@ def test_hashes_of_earlier_versions_stored_as_bytes_still_match(tmp_path, statem
     """Files written before row hashes were integers hold the same 8 bytes as a BLOB: they still count as sent."""
     import sqlite3
 
-    from bridge.planning import row_hash
+    from bridge.core.planning import row_hash
 
     path = tmp_path / "s"
     store = StateStore(path)

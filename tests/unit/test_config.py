@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_settings, parse_override, scrub_url
+from bridge.config.settings import load_settings, parse_override, scrub_url
 from bridge.errors import ConfigError
 
 GOOD = textwrap.dedent("""

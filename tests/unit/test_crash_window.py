@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from bridge.checkpoint import Sent, StateStore
-from bridge.config import MappingSettings
-from bridge.deadletter import DeadLetterFile
-from bridge.filtering import DocFilter
-from bridge.mapping import RowMapper
+from bridge.config.settings import MappingSettings
+from bridge.core.filtering import DocFilter
+from bridge.core.mapping import RowMapper
+from bridge.core.planning import plan_batch, row_hash
 from bridge.model import Batch, Change, Delete, Rejection, Seq, Upsert
-from bridge.pipeline import Delivery, RunStats
-from bridge.planning import plan_batch, row_hash
+from bridge.run.pipeline import Delivery, RunStats
+from bridge.state.checkpoint import Sent, StateStore
+from bridge.state.deadletter import DeadLetterFile
 
 MAPPER = RowMapper(MappingSettings(columns=["name"]))
 BY_CODE = RowMapper(MappingSettings(columns=["name"], external_id="code"))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bridge.decode import ROW_SIZE_KEY, decode_row, decode_seq
 from bridge.errors import DecodeError
 from bridge.model import Change, Seq
+from bridge.source.decode import ROW_SIZE_KEY, decode_row, decode_seq
 
 
 @pytest.mark.parametrize(

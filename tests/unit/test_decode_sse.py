@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from bridge.decode_sse import (
+from bridge.errors import ConfigError, DecodeError, MappingError
+from bridge.model import Change, Seq
+from bridge.source.sse_parser import (
     SseEvent,
     SseEventSpec,
     SseParser,
@@ -16,8 +18,6 @@ from bridge.decode_sse import (
     decode_couchdb_event,
     decode_sse_event,
 )
-from bridge.errors import ConfigError, DecodeError, MappingError
-from bridge.model import Change, Seq
 
 SAMPLE = Path(__file__).resolve().parents[1] / "support" / "samples" / "couchdb3-eventsource.txt"
 

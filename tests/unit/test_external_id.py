@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.errors import ConfigError, MappingError
-from bridge.external_id import (
+from bridge.core.external_id import (
     RESERVED,
     compile_template,
     decode,
@@ -19,6 +18,7 @@ from bridge.external_id import (
     is_unchanged,
     is_valid,
 )
+from bridge.errors import ConfigError, MappingError
 
 PANDA_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 

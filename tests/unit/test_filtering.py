@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from bridge.core.filtering import DocFilter, compile_selector
 from bridge.errors import ConfigError
-from bridge.filtering import DocFilter, compile_selector
 
 DOC: dict[str, Any] = {
     "_id": "user:42",

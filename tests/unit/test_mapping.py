@@ -2,9 +2,9 @@
 
 import pytest
 
-from bridge.config import MappingSettings
+from bridge.config.settings import MappingSettings
+from bridge.core.mapping import MISSING, RowMapper, lookup, to_cell
 from bridge.errors import ConfigError, MappingError
-from bridge.mapping import MISSING, RowMapper, lookup, to_cell
 from bridge.model import Change
 
 

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from bridge.batching import BatchLimits
-from bridge.checkpoint import StateStore
-from bridge.config import MappingSettings
-from bridge.deadletter import DeadLetterFile
-from bridge.decode import decode_row
+from bridge.config.settings import MappingSettings
+from bridge.core.batching import BatchLimits
+from bridge.core.filtering import DocFilter
+from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
-from bridge.filtering import DocFilter
-from bridge.mapping import RowMapper
 from bridge.model import Delete, Position, Rejection, Seq, Upsert
-from bridge.pipeline import Delivery, run
+from bridge.run.pipeline import Delivery, run
+from bridge.source.decode import decode_row
+from bridge.state.checkpoint import StateStore
+from bridge.state.deadletter import DeadLetterFile
 
 
 class FakeSource:

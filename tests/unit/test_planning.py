@@ -1,11 +1,11 @@
 """planning.py: what to send for a batch, given what PANDA last acknowledged."""
 
-from bridge.checkpoint import Sent
-from bridge.config import MappingSettings
-from bridge.filtering import DocFilter, compile_selector
-from bridge.mapping import RowMapper
+from bridge.config.settings import MappingSettings
+from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.mapping import RowMapper
+from bridge.core.planning import plan_batch, row_hash
 from bridge.model import Change, Delete, Seq, Upsert
-from bridge.planning import plan_batch, row_hash
+from bridge.state.checkpoint import Sent
 
 MAPPER = RowMapper(MappingSettings(columns=["name"]))
 BY_CODE = RowMapper(MappingSettings(columns=["name"], external_id="code"))

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.errors import AuthError, BridgeError, ConfigError, NotFoundError, ProtocolError, SourceUnavailable
 from bridge.retry import RetryPolicy
-from bridge.source_sse import SseSource, check_response
+from bridge.source.sse import SseSource, check_response
 
 SSE = "text/event-stream"
 

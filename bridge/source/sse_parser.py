@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .decode import decode_row
-from .errors import ConfigError, DecodeError, MappingError
-from .model import Change, Seq
+from bridge.errors import ConfigError, DecodeError, MappingError
+from bridge.model import Change, Seq
+from bridge.source.decode import decode_row
 
 __all__ = [
     "SseEvent",

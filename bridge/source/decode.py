@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import DecodeError
-from .model import Change, Seq
+from bridge.errors import DecodeError
+from bridge.model import Change, Seq
 
 __all__ = ["decode_row", "decode_seq", "ROW_SIZE_KEY"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from .errors import FatalError
-from .planning import Refusal
+from bridge.core.planning import Refusal
+from bridge.errors import FatalError
 
 __all__ = ["DeadLetter", "DeadLetterFile"]
 

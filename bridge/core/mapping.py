@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import external_id as ids
-from .config import MappingSettings
-from .errors import MappingError
-from .model import Change, Row
-from .values import MISSING, lookup, to_cell
+from bridge.config.settings import MappingSettings
+from bridge.core import external_id as ids
+from bridge.core.values import MISSING, lookup, to_cell
+from bridge.errors import MappingError
+from bridge.model import Change, Row
 
 __all__ = ["RowMapper", "to_cell", "lookup", "MISSING"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .model import Batch, Change, Position, Seq
+from bridge.model import Batch, Change, Position, Seq
 
 __all__ = ["BatchLimits", "Batcher"]
 

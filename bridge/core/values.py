@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .model import Cell
+from bridge.model import Cell
 
 __all__ = ["MISSING", "lookup", "to_cell"]
 

@@ -20,10 +20,8 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
-from .config import SourceSettings, scrub_url
-from .decode import ROW_SIZE_KEY, decode_seq
-from .decode_sse import SseEvent, couchdb_event_seq, couchdb_eventsource_params
-from .errors import (
+from bridge.config.settings import SourceSettings, scrub_url
+from bridge.errors import (
     AuthError,
     FeedInterrupted,
     NotFoundError,
@@ -31,9 +29,11 @@ from .errors import (
     SourceUnavailable,
     StopRequested,
 )
-from .model import Position, Seq
-from .retry import RetryPolicy, call_with_retry
-from .source_sse import SseFeed, SseSource, abort
+from bridge.model import Position, Seq
+from bridge.retry import RetryPolicy, call_with_retry
+from bridge.source.decode import ROW_SIZE_KEY, decode_seq
+from bridge.source.sse import SseFeed, SseSource, abort
+from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
 
 __all__ = ["CouchSource", "Page", "RawRow", "classify"]
 

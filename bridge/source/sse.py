@@ -19,8 +19,7 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
-from .decode_sse import SseEvent, SseParser
-from .errors import (
+from bridge.errors import (
     AuthError,
     ConfigError,
     DecodeError,
@@ -30,8 +29,9 @@ from .errors import (
     SourceUnavailable,
     TransientError,
 )
-from .model import Position, Seq
-from .retry import RetryPolicy, delays
+from bridge.model import Position, Seq
+from bridge.retry import RetryPolicy, delays
+from bridge.source.sse_parser import SseEvent, SseParser
 
 __all__ = ["SseSource", "SseEvent", "SseFeed", "abort", "check_response"]
 

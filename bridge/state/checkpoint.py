@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from .errors import CheckpointMismatch, FatalError
-from .model import Seq
+from bridge.errors import CheckpointMismatch, FatalError
+from bridge.model import Seq
 
 __all__ = ["Sent", "Checkpoint", "StateStore"]
 

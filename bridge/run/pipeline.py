@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .batching import Batcher, BatchLimits
-from .checkpoint import Sent, StateStore
-from .deadletter import DeadLetterFile
-from .decode import ROW_SIZE_KEY
-from .errors import BridgeError, RejectedError, StopRequested
-from .mapping import RowMapper
-from .model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
-from .planning import Accepts, Plan, Refusal, candidate_external_ids, plan_batch
+from bridge.core.batching import Batcher, BatchLimits
+from bridge.core.mapping import RowMapper
+from bridge.core.planning import Accepts, Plan, Refusal, candidate_external_ids, plan_batch
+from bridge.errors import BridgeError, RejectedError, StopRequested
+from bridge.model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
+from bridge.source.decode import ROW_SIZE_KEY
+from bridge.state.checkpoint import Sent, StateStore
+from bridge.state.deadletter import DeadLetterFile
 
 __all__ = ["Source", "Sink", "Decode", "Delivery", "Planned", "RunStats", "run"]
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .selector import Selector, compile_selector
+from bridge.core.selector import Selector, compile_selector
+from bridge.errors import ConfigError
 
 __all__ = ["DocFilter", "DESIGN_PREFIX", "Selector", "compile_selector"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigError
+from bridge.errors import ConfigError
 
 __all__ = [
     "SourceSettings",

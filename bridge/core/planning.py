@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from .checkpoint import Sent
-from .errors import MappingError
-from .mapping import RowMapper
-from .model import Change, Delete, Row, Seq, Upsert
+from bridge.core.mapping import RowMapper
+from bridge.errors import MappingError
+from bridge.model import Change, Delete, Row, Seq, Upsert
+from bridge.state.checkpoint import Sent
 
 __all__ = ["Refusal", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
-from .errors import (
+from bridge.errors import (
     AuthError,
     ConfigError,
     DatasetLocked,
@@ -26,8 +26,8 @@ from .errors import (
     RejectedError,
     SinkUnavailable,
 )
-from .model import Delete, Rejection, Upsert
-from .retry import RetryPolicy, call_with_retry
+from bridge.model import Delete, Rejection, Upsert
+from bridge.retry import RetryPolicy, call_with_retry
 
 __all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
 

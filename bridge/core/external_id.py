@@ -28,8 +28,8 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridge.core.values import MISSING, lookup, to_cell
 from bridge.errors import ConfigError, MappingError
-from bridge.values import MISSING, lookup, to_cell
 
 __all__ = [
     "RESERVED",

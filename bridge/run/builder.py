@@ -13,21 +13,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .batching import BatchLimits
-from .checkpoint import Checkpoint, StateStore
-from .config import Settings, scrub_url
-from .deadletter import DeadLetter, DeadLetterFile
-from .decode import decode_row
-from .decode_sse import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
-from .errors import CheckpointMismatch, ConfigError, TransientError
-from .filtering import DocFilter, compile_selector
-from .mapping import RowMapper
-from .model import Batch, Change, Seq
-from .pipeline import Decode, Delivery, RunStats, Source, run
-from .retry import RetryPolicy
-from .sink_panda import PandaSink
-from .source_couchdb import CouchSource
-from .source_sse import SseFeed, SseSource
+from bridge.config.settings import Settings, scrub_url
+from bridge.core.batching import BatchLimits
+from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.mapping import RowMapper
+from bridge.errors import CheckpointMismatch, ConfigError, TransientError
+from bridge.model import Batch, Change, Seq
+from bridge.retry import RetryPolicy
+from bridge.run.pipeline import Decode, Delivery, RunStats, Source, run
+from bridge.sink.panda import PandaSink
+from bridge.source.couchdb import CouchSource
+from bridge.source.decode import decode_row
+from bridge.source.sse import SseFeed, SseSource
+from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
+from bridge.state.checkpoint import Checkpoint, StateStore
+from bridge.state.deadletter import DeadLetter, DeadLetterFile
 
 __all__ = ["parse_since", "Bridge"]
 

@@ -1,0 +1,1 @@
+"""Settings: frozen, validated dataclasses per concern, and the TOML loader."""

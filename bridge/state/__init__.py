@@ -1,0 +1,1 @@
+"""Local durable state: the checkpoint store and the dead-letter file."""
