@@ -163,8 +163,7 @@ class PandaSettings:
         _check_http_url("panda", self.url)
         if not self.email:
             raise ConfigError("[panda] email is required")
-        if not self.api_key:
-            raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
+        # The API key is required by load_settings, for the commands that reach PANDA (see `secrets` there).
         if not self.dataset:
             raise ConfigError("[panda] dataset is required")
         if not _SLUG.fullmatch(self.dataset) or self.dataset == "schema":
@@ -315,8 +314,14 @@ def load_settings(
     path: Path | None,
     overrides: Mapping[tuple[str, str], Any] = {},
     env: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Settings:
-    """Build validated settings; raises ConfigError naming the offending key."""
+    """Build validated settings; raises ConfigError naming the offending key.
+
+    `secrets` False is for commands that only read the local state (`checkpoint show`, `deadletter list`):
+    the PANDA API key may then be missing (it stays ""), since nothing is sent to PANDA.
+    """
     env = os.environ if env is None else env
     raw = _read_file(path) if path else {}
     unknown = sorted(set(raw) - set(_SECTIONS))
@@ -330,7 +335,16 @@ def load_settings(
     for (section, key), value in overrides.items():
         if section not in merged:
             raise ConfigError(f"unknown section {section!r} in an override; known: {sorted(_SECTIONS)}")
-        merged[section][key] = value
+        table, dot, name = key.partition(".")
+        if dot:  # a key of a nested table: mapping.fields.employer, source.events.delete_events
+            nested = merged[section].get(table, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"[{section}] {table} is not a table, so {key!r} cannot be set")
+            merged[section][table] = {**nested, name: value}
+        else:
+            merged[section][key] = value
+    if secrets and not merged["panda"].get("api_key"):
+        raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
     built = {name: _build(cls, name, merged[name]) for name, cls in _SECTIONS.items()}
     return Settings(**built)
 
@@ -355,7 +369,9 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint) or hint
     if isinstance(origin, types.UnionType):
         origin = typing.get_args(hint)[0]
-    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
+    # A secret is never echoed, not even a mistyped one: name its type only.
+    shown = f"a {type(value).__name__}" if (section, key) in _SECRETS else repr(value)
+    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {shown}")
     if origin is bool:
         if not isinstance(value, bool):
             raise wrong
@@ -377,4 +393,9 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     elif origin is dict:
         if not isinstance(value, dict):
             raise wrong
+        if typing.get_args(hint)[1:] == (str,):  # dict[str, str]: every value is text too
+            bad = sorted(name for name, item in value.items() if not isinstance(item, str))
+            if bad:
+                raise ConfigError(f"[{section}] {key}: the values of {bad} must be strings, got "  # no value:
+                                  + ", ".join(type(value[name]).__name__ for name in bad))  # headers hold tokens
     return value

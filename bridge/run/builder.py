@@ -25,7 +25,7 @@ from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
 from bridge.source.decode import decode_row
 from bridge.source.sse import SseFeed, SseSource
-from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
+from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event, event_spec
 from bridge.state.checkpoint import Checkpoint, StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 
@@ -248,10 +248,5 @@ class Bridge:
 
 
 def _event_spec(events: dict[str, Any]) -> SseEventSpec:
-    """[source.events] as an SseEventSpec; lists become tuples, unknown keys are a ConfigError."""
-    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                              for key, value in events.items()}
-    try:
-        return SseEventSpec(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[source.events] {exc}") from None
+    """[source.events] as an SseEventSpec; a key unknown or of the wrong type is a ConfigError naming it."""
+    return event_spec(events)
