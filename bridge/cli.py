@@ -96,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(args_list)
     _configure_logging(args.log_level)
     try:
-        settings = _settings(args)
+        # Reading the local state sends nothing to PANDA, so it needs no API key.
+        reads_state = args.command in ("checkpoint", "deadletter") and args.action in ("show", "list")
+        settings = _settings(args, secrets=not reads_state)
         if args.command in ("run", "once"):
             return run_bridge(settings, args.since, follow=args.command == "run")
         if args.command == "checkpoint":
@@ -115,7 +117,7 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
     overrides: dict[tuple[str, str], Any] = {}
     for text in args.overrides:
         section, key, value = parse_override(text)
@@ -125,7 +127,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             section, key = dotted.split(".")
             overrides[(section, key)] = value
-    return load_settings(args.config, overrides)
+    return load_settings(args.config, overrides, secrets=secrets)
 
 
 def _install_signals(stop: threading.Event) -> None:
