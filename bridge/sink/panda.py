@@ -29,7 +29,7 @@ from bridge.errors import (
 from bridge.model import Delete, Rejection, Upsert
 from bridge.retry import RetryPolicy, call_with_retry
 
-__all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
+__all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
+
+REQUEST_LINE_LIMIT = 8192
+"""Bytes nginx lets a request line take, its CRLF included; a longer one gets 414 (contract 14)."""
 
 _SLUG = re.compile(r"[\w-]+")
 _BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
@@ -66,6 +69,8 @@ def classify(response: requests.Response, *, data_endpoint: bool) -> None:
     where = "%s %s" % (response.request.method, urlsplit(response.url).path)
     if status == 400:
         raise RejectedError(response.content.decode("utf-8", "replace"), status=400)
+    if status == 414:  # contract 14: nginx's request-line limit; only an external_id in the URL grows it
+        raise RejectedError("PANDA (nginx) refused %s: request line too long (414)" % where[:200], status=414)
     if status == 401:
         raise AuthError(
             "PANDA refused the credentials (401) for %s: unknown or inactive user" % where, status=401
@@ -143,6 +148,10 @@ class PandaSink:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
+        # The longest external_id whose DELETE fits nginx's request line (ids are URL-safe ASCII: no quoting).
+        line = "DELETE %sdata/%s/ HTTP/1.1\r\n" % (urlsplit(self._dataset_url).path, "")
+        self.max_id_length = REQUEST_LINE_LIMIT - len(line.encode())
+        """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
     # plumbing
 
@@ -273,9 +282,25 @@ class PandaSink:
         every good row is delivered. Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
         rejections: list[Rejection] = []
-        if rows:
-            self._deliver(list(rows), rejections)
+        sendable = []
+        for row in rows:
+            problem = self._too_long(row.external_id)
+            if problem is None:
+                sendable.append(row)
+                continue
+            logger.warning("not writing PANDA row %s...: %s", row.external_id[:40], problem)
+            rejections.append(Rejection(row, reason=problem))
+        if sendable:
+            self._deliver(sendable, rejections)
         return rejections
+
+    def _too_long(self, external_id: str) -> str | None:
+        """Why a row with this external_id must not exist (its DELETE would get 414), or None."""
+        if len(external_id) <= self.max_id_length:
+            return None
+        return ("external_id is %d characters, more than the %d that fit in a DELETE of its row under PANDA's "
+                "8 KB request-line limit (contract 14): the row could never be deleted, so it is not written"
+                % (len(external_id), self.max_id_length))
 
     def _put_rows(self, rows: Sequence[Upsert]) -> str | None:
         """PUT rows once (with retries); None when accepted, else PANDA's 400 body."""
@@ -346,15 +371,19 @@ class PandaSink:
         """
         rejections: list[Rejection] = []
         for op in rows:
-            problem = _undeletable(op.external_id)
+            problem = _undeletable(op.external_id) or self._too_long(op.external_id)
             if problem is not None:
-                logger.warning("cannot delete PANDA row %r: %s", op.external_id, problem)
+                logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], problem)
                 rejections.append(Rejection(op, reason=problem))
                 continue
             url = "%sdata/%s/" % (self._dataset_url, quote(op.external_id, safe=""))
             try:
                 self._retrying(partial(self._once, "DELETE", url, data_endpoint=True), "PANDA DELETE row")
             except RejectedError as exc:
+                if exc.status == 414:  # this id's fault, not PANDA's: dead-letter it and go on
+                    logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], exc.message)
+                    rejections.append(Rejection(op, reason=exc.message, status=414))
+                    continue
                 raise ProtocolError(
                     "PANDA answered 400 to a DELETE: %s" % exc.message[:300], status=400
                 ) from exc
