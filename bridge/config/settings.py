@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _SLUG = re.compile(r"^[\w-]+$", re.ASCII)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*[_-]|_")
 _FEED_PARAMS = frozenset({"feed", "since", "limit", "include_docs", "heartbeat", "timeout", "filter", "doc_ids",
                           "style", "descending", "last-event-id", "seq_interval"})
 
@@ -184,6 +185,9 @@ class MappingSettings:
     """Instead of a field, a template of fields such as `{type}-{number}`."""
     fields: dict[str, str] = field(default_factory=dict)
     """Column -> dotted document field path; a column not listed reads the same-named field."""
+    external_id_prefix: str = ""
+    """Text put before every encoded external_id, e.g. `r_`: makes this dataset's PANDA row keys distinct
+    from those of a dataset whose slug is this one's plus `-...` (see README, "Datasets that share keys")."""
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -198,6 +202,11 @@ class MappingSettings:
             raise ConfigError(f"[mapping.fields] names columns that are not in [mapping] columns: {unknown}")
         if not self.external_id:
             raise ConfigError("[mapping] external_id must name a field path")
+        if self.external_id_prefix and not _ID_PREFIX.fullmatch(self.external_id_prefix):
+            # it must not start with '-' (Solr's prohibit operator) and its last '_' or '-' keeps any id
+            # from becoming AND, OR or NOT, so every prefixed id stays one PANDA can also delete
+            raise ConfigError("[mapping] external_id_prefix must be ASCII letters, digits, '_' and '-', not "
+                              f"start with '-', and end with '_' or '-', got {self.external_id_prefix!r}")
 
     def field_paths(self) -> tuple[str, ...]:
         """The document field path of each column, in column order."""
@@ -268,6 +277,8 @@ class Settings:
                 "columns": self.mapping.columns,
                 "paths": list(self.mapping.field_paths()),
                 "external_id": self.mapping.external_id_template or self.mapping.external_id,
+                # only when set, so checkpoints saved before the prefix existed still match
+                **({"external_id_prefix": self.mapping.external_id_prefix} if self.mapping.external_id_prefix else {}),
             },
         }
 

@@ -16,6 +16,7 @@ from typing import Any
 from bridge.config.settings import Settings, scrub_url
 from bridge.core.batching import BatchLimits
 from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
@@ -133,6 +134,7 @@ class Bridge:
             logger.info("source: database %r, %s documents, update_seq %s",
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
+        _check_key_space(sink, settings)  # before the dataset may be created
         try:
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
@@ -245,6 +247,13 @@ class Bridge:
         if source.kind == "couchdb":
             return f"CouchDB database {source.database!r}"
         return f"event stream {scrub_url(source.url)}"
+
+
+def _check_key_space(sink: PandaSink, settings: Settings) -> None:
+    """ConfigError naming every other dataset whose rows can be this dataset's (PANDA's shared Solr keys)."""
+    clashes = key_clashes(settings.panda.dataset, sink.dataset_slugs(), settings.mapping.external_id_prefix)
+    if clashes:
+        raise ConfigError(f"PANDA dataset {settings.panda.dataset!r} shares row keys with " + "; with ".join(clashes))
 
 
 def _event_spec(events: dict[str, Any]) -> SseEventSpec:

@@ -41,6 +41,8 @@ MAX_SERVER_ERRORS = 3
 REQUEST_LINE_LIMIT = 8192
 """Bytes nginx lets a request line take, its CRLF included; a longer one gets 414 (contract 14)."""
 
+_LIST_PAGE = 100
+_MAX_LIST_PAGES = 10_000
 _SLUG = re.compile(r"[\w-]+")
 _BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
 _URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
@@ -224,6 +226,32 @@ class PandaSink:
         return self._retrying(
             lambda: self._json(self._once("GET", self._dataset_url, data_endpoint=False)), "PANDA GET dataset"
         )
+
+    def dataset_slugs(self) -> list[str]:
+        """The slugs of every dataset this user can see, page by page (contract 4's list, Tastypie paging).
+
+        Raises what dataset_info raises, and ProtocolError for a listing without `objects`.
+        """
+        listing = self._dataset_url.rsplit("/", 2)[0] + "/"
+        slugs: list[str] = []
+        for _page in range(_MAX_LIST_PAGES):  # bounded: a PANDA holds far fewer datasets
+            params = {"limit": str(_LIST_PAGE), "offset": str(len(slugs))}
+            body = self._retrying(
+                partial(self._listing_page, listing, params), "PANDA GET datasets"
+            )
+            objects = body.get("objects")
+            if not isinstance(objects, list) or not all(
+                isinstance(obj, dict) and isinstance(obj.get("slug"), str) for obj in objects
+            ):
+                raise ProtocolError("PANDA listed datasets without an objects list of datasets with slugs")
+            slugs += [obj["slug"] for obj in objects]
+            meta = body.get("meta")
+            if not objects or (isinstance(meta, dict) and meta.get("next") is None):
+                break  # counting what came, not what was asked: a server may cap `limit`
+        return slugs
+
+    def _listing_page(self, url: str, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._json(self._once("GET", url, data_endpoint=False, params=params))
 
     def ensure_dataset(self, columns: Sequence[str], *, create: bool, name: str | None = None) -> None:
         """Check that the dataset exists with exactly these columns, creating it first when `create`.
