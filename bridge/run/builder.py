@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,11 @@ class Bridge:
         logger.info("starting after seq %s as asked", since if since is not None else 0)
         return since
 
-    def run(self, since: str | Seq | None, *, follow: bool) -> RunStats:
-        """Prepare, then mirror from `since` until caught up (follow False) or until stopped."""
+    def run(self, since: str | Seq | None, *, follow: bool, on_start: Callable[[], None] | None = None) -> RunStats:
+        """Prepare, then mirror from `since` until caught up (follow False) or until stopped.
+
+        `on_start` is called once the start-up checks passed, just before the pipeline starts.
+        """
         if not follow and self.couch is None:
             raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
         saved = self.prepare()
@@ -193,6 +197,8 @@ class Bridge:
         limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
+        if on_start is not None:
+            on_start()
         return run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
 
     def _record_complete(self) -> bool:
