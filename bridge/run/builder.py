@@ -135,8 +135,8 @@ class Bridge:
             logger.info("source: database %r, %s documents, update_seq %s",
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
-        _check_key_space(sink, settings)  # before the dataset may be created
         try:
+            _check_key_space(sink, settings)  # before the dataset may be created
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
         except TransientError as exc:
