@@ -381,7 +381,7 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     if isinstance(origin, types.UnionType):
         origin = typing.get_args(hint)[0]
     # A secret is never echoed, not even a mistyped one: name its type only.
-    shown = f"a {type(value).__name__}" if (section, key) in _SECRETS else repr(value)
+    shown = f"a value of type {type(value).__name__}" if (section, key) in _SECRETS else repr(value)
     wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {shown}")
     if origin is bool:
         if not isinstance(value, bool):
