@@ -1,7 +1,8 @@
 """Builds a pipeline from settings, checks both ends before anything is written, and runs it.
 
 Start-up order: the checkpoint is read and matched to these settings; the source and PANDA are reached
-(a failure here is a configuration error, exit 2); the dataset is fetched or created and its columns
+(a failure here is a configuration error, exit 2); PANDA's datasets are listed, and a slug that shares row
+keys with this one stops the bridge (core/keyspace.py); the dataset is fetched or created and its columns
 compared; the database marker is checked; only then does the feed start.
 """
 

@@ -150,9 +150,9 @@ class PandaSink:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
-        # The longest external_id whose DELETE fits nginx's request line (ids are URL-safe ASCII: no quoting).
-        line = "DELETE %sdata/%s/ HTTP/1.1\r\n" % (urlsplit(self._dataset_url).path, "")
-        self.max_id_length = REQUEST_LINE_LIMIT - len(line.encode())
+        # What a DELETE's request line holds besides the id (ids are URL-safe ASCII: quoting keeps them as they are)
+        overhead = "DELETE %sdata// HTTP/1.1\r\n" % urlsplit(self._dataset_url).path
+        self.max_id_length = REQUEST_LINE_LIMIT - len(overhead.encode())
         """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
     # plumbing
@@ -307,7 +307,8 @@ class PandaSink:
 
         One bad object makes PANDA refuse the whole batch (contract 6), so on a 400 the refused rows are
         isolated (likely culprits are sent alone, the rest together; bisection when none is evident) and
-        every good row is delivered. Raises FatalError subclasses, StopRequested, or the last TransientError.
+        every good row is delivered. A row whose external_id is too long to DELETE later is refused unsent.
+        Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
         rejections: list[Rejection] = []
         sendable = []
