@@ -302,8 +302,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     """Split `section.key=value`; the value is read as TOML when it parses, else kept as text."""
     name, sep, raw = text.partition("=")
     section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
-        raise ConfigError(f"--set wants section.key=value, got {text!r}")
+    if not sep:  # the whole argument may be a value typed without its '=' (a secret): not echoed
+        raise ConfigError("--set wants section.key=value: the argument has no '='")
+    if not dot or not key:
+        raise ConfigError(f"--set wants section.key=value, got the name {name.strip()!r}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -18,6 +18,7 @@ from bridge.config.settings import (
     RetrySettings,
     SourceSettings,
     load_settings,
+    parse_override,
 )
 from bridge.errors import ConfigError
 from bridge.run.builder import Bridge
@@ -116,3 +117,9 @@ def test_set_reaches_the_keys_of_nested_tables() -> None:
     settings = load_settings(None, overrides, env=ENV)
     assert settings.mapping.fields == {"employer": "job.employer"}
     assert settings.source.filter_params == {"kind": "x"}
+
+
+def test_a_set_without_its_equals_sign_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_override(f"panda.api_key:{SECRET}")
+    assert "no '='" in str(caught.value) and str(SECRET) not in str(caught.value)
