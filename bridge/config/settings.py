@@ -382,8 +382,9 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint) or hint
     if isinstance(origin, types.UnionType):
         origin = typing.get_args(hint)[0]
-    # A secret is never echoed, not even a mistyped one: name its type only.
-    shown = f"a value of type {type(value).__name__}" if (section, key) in _SECRETS else repr(value)
+    # A secret is never echoed, not even a mistyped one, nor a URL (it may carry a password): name the type.
+    hidden = (section, key) in _SECRETS or key == "url"
+    shown = f"a value of type {type(value).__name__}" if hidden else repr(value)
     wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {shown}")
     if origin is bool:
         if not isinstance(value, bool):
