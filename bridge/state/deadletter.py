@@ -79,7 +79,7 @@ class DeadLetterFile:
                 handle.flush()
                 os.fsync(handle.fileno())
             if created:  # the new file's name must survive a crash too, before the checkpoint passes it
-                fsync_directory(self.path.parent)
+                _fsync_directory(self.path.parent)
         except OSError as exc:
             raise StateError(f"cannot write the dead-letter file {self.path}: {exc}") from None
         return count
@@ -114,7 +114,7 @@ class DeadLetterFile:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.path)
-            fsync_directory(self.path.parent)  # the rename itself is durable only once the directory is
+            _fsync_directory(self.path.parent)  # the rename itself is durable only once the directory is
         except OSError as exc:
             raise StateError(f"cannot rewrite the dead-letter file {self.path}: {exc}") from None
 
@@ -135,7 +135,7 @@ def _entry(data: Any, path: Path, number: int) -> DeadLetter:
     return DeadLetter(**data)
 
 
-def fsync_directory(path: Path) -> None:
+def _fsync_directory(path: Path) -> None:
     """Make a directory's entries (a created or renamed file) durable; raises OSError."""
     fd = os.open(path, os.O_RDONLY)
     try:
