@@ -9,17 +9,11 @@ from pathlib import Path
 
 from bridge import errors
 from bridge.config.settings import (
-    BatchSettings,
-    CheckpointSettings,
-    MappingSettings,
-    PandaSettings,
-    RetrySettings,
-    SourceSettings,
+    Settings,
 )
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-SECTIONS = {"source": SourceSettings, "panda": PandaSettings, "mapping": MappingSettings,
-            "checkpoint": CheckpointSettings, "batch": BatchSettings, "retry": RetrySettings}
+SECTIONS: dict[str, type] = dict(typing.get_type_hints(Settings))  # every section, also ones added later
 
 
 def _configuration_table() -> dict[str, str]:
