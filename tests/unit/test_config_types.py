@@ -10,11 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config.settings import (
-    Settings,
-    load_settings,
-    parse_override,
-)
+from bridge.config.settings import Settings, load_settings, parse_override
 from bridge.errors import ConfigError
 from bridge.run.builder import Bridge
 

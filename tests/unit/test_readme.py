@@ -8,9 +8,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from bridge import errors
-from bridge.config.settings import (
-    Settings,
-)
+from bridge.config.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 SECTIONS: dict[str, type] = dict(typing.get_type_hints(Settings))  # every section, also ones added later
