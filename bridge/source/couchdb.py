@@ -193,7 +193,8 @@ class CouchSource:
             )
             size = page.nbytes // max(1, len(page.rows))
             for row in page.rows:
-                row[ROW_SIZE_KEY] = size
+                if isinstance(row, dict):  # anything else is dead-lettered by decode_row
+                    row[ROW_SIZE_KEY] = size
                 yield row
             if page.last_seq is not None:
                 position = page.last_seq

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from bridge.config.settings import SourceSettings
-from bridge.errors import BridgeError, NotFoundError
+from bridge.errors import BridgeError, NotFoundError, ProtocolError
 from bridge.source.couch_http import CouchHttp, classify, parse_json, reason
 
 __all__ = ["DatabaseMarker", "MarkerWatch"]
@@ -48,7 +48,9 @@ class DatabaseMarker:
         current = self._http.send("GET", self._url())
         if current.status_code == 200:
             body = parse_json(current.content, "GET marker")
-            token = body.get("token") if isinstance(body, Mapping) else None
+            if not isinstance(body, Mapping):
+                raise ProtocolError(f"CouchDB answered GET {self.doc} with JSON that is not an object")
+            token = body.get("token")
             self.token = token if isinstance(token, str) else None
             return self.token
         if current.status_code != 404:
