@@ -248,3 +248,4 @@ class ExternalCouchDB(_RealCouchDB):
 def _stop_all() -> None:
     for server in list(_launched):
         server.kill()
+        shutil.rmtree(server._dir, ignore_errors=True)
