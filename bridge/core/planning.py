@@ -24,25 +24,11 @@ import orjson
 
 from bridge.core.mapping import RowMapper
 from bridge.errors import MappingError
-from bridge.model import Change, Delete, Row, Seq, Upsert
-from bridge.state.checkpoint import Sent
+from bridge.model import Change, Delete, Refusal, Row, Sent, Upsert
 
-__all__ = ["Refusal", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
+__all__ = ["Accepts", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
 
 Accepts = Callable[[str, Mapping[str, Any] | None], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A change that cannot be delivered: it is written to the dead-letter file with its reason."""
-
-    doc_id: str
-    seq: Seq | None
-    reason: str
-    external_id: str | None = None
-    row: Row | None = None
-    status: int | None = None
-    doc: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

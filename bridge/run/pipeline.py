@@ -8,6 +8,7 @@ A seq is committed only after the sink acknowledged every change up to it (at le
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import queue
@@ -20,11 +21,11 @@ from typing import Any, Protocol
 
 from bridge.core.batching import Batcher, BatchLimits
 from bridge.core.mapping import RowMapper
-from bridge.core.planning import Accepts, Plan, Refusal, candidate_external_ids, plan_batch
+from bridge.core.planning import Accepts, Plan, candidate_external_ids, plan_batch
 from bridge.errors import BridgeError, RejectedError, StopRequested
-from bridge.model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
+from bridge.model import Batch, Change, Delete, Position, Refusal, Sent, Seq, Upsert
 from bridge.source.decode import ROW_SIZE_KEY
-from bridge.state.checkpoint import Sent, StateStore
+from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
 
 __all__ = ["Source", "Sink", "Decode", "Delivery", "Planned", "RunStats", "run"]
@@ -47,8 +48,8 @@ Decode = Callable[[Any], Change | None]
 
 
 class Sink(Protocol):
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]: ...
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]: ...
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]: ...
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]: ...
 
 
 @dataclass
@@ -113,32 +114,31 @@ class Delivery:
         self._store.intend([(op.doc_id, op.external_id) for op in ops])
         return Planned(batch, plan, known, frozenset(doc_ids))
 
-    def write(self, planned: Planned) -> list[Rejection]:
+    def write(self, planned: Planned) -> list[Refusal]:
         """Send a planned batch to the sink; returns its refusals. Touches only the sink (see _Writes)."""
         plan = planned.plan
         rejected = self._sink.delete(plan.deletes) if plan.deletes else []
         rejected += self._sink.upsert(plan.upserts) if plan.upserts else []
         return rejected
 
-    def record(self, planned: Planned, rejected: list[Rejection], stats: RunStats) -> None:
+    def record(self, planned: Planned, rejected: list[Refusal], stats: RunStats) -> None:
         """Dead-letter what was refused and commit the batch's records and position (store only)."""
         batch, plan, known = planned.batch, planned.plan, planned.known
         changes = batch.changes
         records: dict[str, Sent | None] = dict(plan.on_success)
         refusals = list(plan.refusals)
-        for rejection in rejected:
-            doc_id = rejection.op.doc_id
+        for refusal in rejected:
+            doc_id = refusal.doc_id
             records[doc_id] = plan.on_reject.get(doc_id, known.get(doc_id))
-            row = rejection.op.data if isinstance(rejection.op, Upsert) else None
             doc = next((c.doc for c in changes if c.doc_id == doc_id), None)
-            refusals.append(Refusal(doc_id, rejection.op.seq, rejection.reason, rejection.op.external_id, row,
-                                    rejection.status, doc))
+            refusals.append(dataclasses.replace(refusal, doc=doc))
         dead = self.refuse(refusals)
         self._store.commit(records, batch.position)
+        refused_upserts = sum(refusal.row is not None for refusal in rejected)
         stats.batches += 1
         stats.received += batch.received
-        stats.upserted += len(plan.upserts) - sum(isinstance(r.op, Upsert) for r in rejected)
-        stats.deleted += len(plan.deletes) - sum(isinstance(r.op, Delete) for r in rejected)
+        stats.upserted += len(plan.upserts) - refused_upserts
+        stats.deleted += len(plan.deletes) - (len(rejected) - refused_upserts)
         stats.unchanged += plan.unchanged
         stats.dead_lettered += dead
         if batch.position is not None:
@@ -179,7 +179,7 @@ class _Writes:
         self._stats = stats
         self._current: Planned | None = None
         self._thread: threading.Thread | None = None
-        self._outcome: list[Rejection] | BaseException = []
+        self._outcome: list[Refusal] | BaseException = []
 
     def _write(self, planned: Planned) -> None:
         try:
@@ -187,7 +187,7 @@ class _Writes:
         except BaseException as exc:  # re-raised in the caller's thread by _join
             self._outcome = exc
 
-    def _join(self) -> tuple[Planned, list[Rejection]] | None:
+    def _join(self) -> tuple[Planned, list[Refusal]] | None:
         """Wait for the write in flight; its batch and refusals, or None. Raises what the write raised."""
         planned, thread = self._current, self._thread
         if planned is None or thread is None:

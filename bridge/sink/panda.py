@@ -26,7 +26,7 @@ from bridge.errors import (
     RejectedError,
     SinkUnavailable,
 )
-from bridge.model import Delete, Rejection, Upsert
+from bridge.model import Delete, Refusal, Upsert
 from bridge.retry import RetryPolicy, call_with_retry
 
 __all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
@@ -265,14 +265,14 @@ class PandaSink:
 
     # rows
 
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         """Create or replace rows with bulk PUTs (contract 16.6); return the rows PANDA refused.
 
         One bad object makes PANDA refuse the whole batch (contract 6), so on a 400 the refused rows are
         isolated (likely culprits are sent alone, the rest together; bisection when none is evident) and
         every good row is delivered. Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
-        rejections: list[Rejection] = []
+        rejections: list[Refusal] = []
         if rows:
             self._deliver(list(rows), rejections)
         return rejections
@@ -289,14 +289,14 @@ class PandaSink:
         logger.debug("PANDA accepted %d rows", len(rows))
         return None
 
-    def _deliver(self, rows: list[Upsert], rejections: list[Rejection]) -> None:
+    def _deliver(self, rows: list[Upsert], rejections: list[Refusal]) -> None:
         refusal = self._put_rows(rows)
         if refusal is None:
             return
         width = self._refusal_width(refusal)
         if len(rows) == 1:
             logger.warning("PANDA refused row %s: %s", rows[0].external_id, refusal)
-            rejections.append(Rejection(rows[0], reason=refusal, status=400))
+            rejections.append(Refusal.of(rows[0], refusal, status=400))
             return
         suspects = [r for r in rows if _locally_bad(r, width)]
         if suspects and len(suspects) < len(rows):
@@ -338,18 +338,18 @@ class PandaSink:
             )
         return width
 
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         """Delete rows, one DELETE each (there is no bulk delete, contract 12); a missing row is success.
 
         Ids PANDA cannot delete (not URL-safe, a leading '-', AND/OR/NOT) are returned as rejections unsent.
         Raises NotFoundError when the dataset is gone, other FatalErrors, StopRequested or a TransientError.
         """
-        rejections: list[Rejection] = []
+        rejections: list[Refusal] = []
         for op in rows:
             problem = _undeletable(op.external_id)
             if problem is not None:
                 logger.warning("cannot delete PANDA row %r: %s", op.external_id, problem)
-                rejections.append(Rejection(op, reason=problem))
+                rejections.append(Refusal.of(op, problem))
                 continue
             url = "%sdata/%s/" % (self._dataset_url, quote(op.external_id, safe=""))
             try:

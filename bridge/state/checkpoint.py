@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 
 from bridge.errors import CheckpointMismatch, FatalError
-from bridge.model import Seq
+from bridge.model import Sent, Seq
 
-__all__ = ["Sent", "Checkpoint", "StateStore"]
+__all__ = ["Checkpoint", "StateStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,6 @@ _ROW_BY_ROW = {  # the same, one bound parameter per value
     _OWNERS: "SELECT external_id, doc_id FROM sent WHERE external_id IN ({})",
 }
 _LOOKUP_CHUNK = 500  # row by row: stays under SQLite's host-parameter limit
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """What PANDA last acknowledged for one document."""
-
-    external_id: str
-    """The row's external_id."""
-    row_hash: int
-    """A 64-bit digest of the row's cells (planning.row_hash), to skip sending an identical row again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@
 import pytest
 
 from bridge.errors import CheckpointMismatch
-from bridge.model import Seq
-from bridge.state.checkpoint import Sent, StateStore
+from bridge.model import Sent, Seq
+from bridge.state.checkpoint import StateStore
 
 FP = {"source": {"database": "a"}, "panda": {"dataset": "d"}, "mapping": {"columns": ["x"]}}
 

@@ -13,7 +13,7 @@ from bridge.core.batching import BatchLimits
 from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
-from bridge.model import Delete, Position, Rejection, Seq, Upsert
+from bridge.model import Delete, Position, Refusal, Seq, Upsert
 from bridge.run.pipeline import Delivery, run
 from bridge.source.decode import decode_row
 from bridge.state.checkpoint import StateStore
@@ -46,15 +46,15 @@ class FakeSink:
             raise AuthError("PANDA refused the credentials")
         self.writes += 1
 
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         self._count()
-        refused = [Rejection(row, "bad name", 400) for row in rows if row.data[0] == "BAD"]
+        refused = [Refusal.of(row, "bad name", 400) for row in rows if row.data[0] == "BAD"]
         for row in rows:
             if row.data[0] != "BAD":
                 self.rows[row.external_id] = row.data
         return refused
 
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         self._count()
         for row in rows:
             self.rows.pop(row.external_id, None)
