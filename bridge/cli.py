@@ -20,7 +20,8 @@ from types import FrameType
 from typing import Any
 
 from bridge import __version__
-from bridge.config.settings import Settings, load_settings, parse_override
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError
 from bridge.run.builder import Bridge, parse_since
 from bridge.run.pipeline import RunStats

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config.settings import Settings, scrub_url
-from bridge.core.batching import BatchLimits
 from bridge.core.filtering import DocFilter, compile_selector
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
-from bridge.retry import RetryPolicy
+from bridge.retry import Retrying, startup_retries
 from bridge.run.pipeline import Decode, Delivery, RunStats, Source, run
 from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
@@ -32,9 +31,6 @@ from bridge.state.deadletter import DeadLetter, DeadLetterFile
 __all__ = ["parse_since", "Bridge"]
 
 logger = logging.getLogger(__name__)
-
-_STARTUP_TRIES = 3
-
 
 def parse_since(text: str) -> str | Seq | None:
     """`last` and `now` stay words; `0` means the beginning (None); anything else is a literal seq."""
@@ -62,7 +58,6 @@ class Bridge:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
-        self.retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay)
         self.store = StateStore(Path(settings.checkpoint.path))
         self.deadletters = DeadLetterFile(settings.checkpoint.deadletter_path)
         self.mapper = RowMapper(settings.mapping)
@@ -75,26 +70,18 @@ class Bridge:
         self.source: Source
         self.decode: Decode
         if source.kind == "couchdb":
-            self.couch = self._couch(self.retry)
+            self.couch = CouchSource(source, retry=settings.retry, stop=stop)
             self.source, self.decode = self.couch, decode_couch_item
         else:
             spec = _event_spec(source.events)
             stream = SseSource(
                 source.url, headers=source.headers, connect_timeout=source.connect_timeout,
-                read_timeout=source.effective_read_timeout, retry=self.retry, stop=stop,
+                read_timeout=source.effective_read_timeout, retry=settings.retry, stop=stop,
                 min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect,
             )
             self.source = SseFeed(stream, seq_of=_event_seq)
             self.decode = functools.partial(decode_sse_event, spec=spec)
-        self.sink = self._sink(self.retry)
-
-    def _couch(self, policy: RetryPolicy) -> CouchSource:
-        return CouchSource(self.settings.source, retry=policy, stop=self.stop)
-
-    def _sink(self, policy: RetryPolicy) -> PandaSink:
-        panda = self.settings.panda
-        return PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
-                         retry=policy, stop=self.stop, width=len(self.settings.mapping.columns))
+        self.sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns))
 
     def close(self) -> None:
         self.source.close()
@@ -104,23 +91,19 @@ class Bridge:
     def prepare(self) -> Checkpoint | None:
         """Check the checkpoint and both ends, creating the dataset if allowed, before anything is written.
 
-        A server that cannot be reached within a few quick tries is a configuration error (exit 2); the
-        patient retries are for faults that start once the bridge is running.
+        The checks use the adapters the run will use, in their start-up mode: a server that cannot be
+        reached within a few quick tries is a configuration error (exit 2); the patient retries are for
+        faults that start once the bridge is running.
         """
-        quick = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=_STARTUP_TRIES)
-        couch = self._couch(quick) if self.couch is not None else None
-        sink = self._sink(quick)
+        adapters: list[Retrying] = [self.sink] if self.couch is None else [self.couch, self.sink]
         try:
-            return self._prepare(couch, sink)
+            with startup_retries(*adapters):
+                return self._prepare()
         except TransientError as exc:
             raise ConfigError(f"cannot start: {exc}") from None
-        finally:
-            if couch is not None:
-                couch.close()
-            sink.close()
 
-    def _prepare(self, couch: CouchSource | None, sink: PandaSink) -> Checkpoint | None:
-        settings = self.settings
+    def _prepare(self) -> Checkpoint | None:
+        settings, couch, sink = self.settings, self.couch, self.sink
         saved = self.store.load()
         if saved is not None:
             self.store.claim(settings.fingerprint())
@@ -141,11 +124,11 @@ class Bridge:
             raise ConfigError(f"cannot start: reaching PANDA at {where} failed: {exc}") from None
         row_count = sink.dataset_info().get("row_count") or 0
         if saved is None:
-            marker = self._mark(couch, None)
+            marker = self._mark(None)
             self.store.claim(settings.fingerprint(), marker=marker, complete=row_count == 0)
             return None
         if saved.source_marker is not None:
-            marker = self._mark(couch, saved.source_marker)
+            marker = self._mark(saved.source_marker)
             if marker != saved.source_marker:
                 raise CheckpointMismatch(
                     f"database {settings.source.database!r} was deleted and recreated (or its marker "
@@ -154,13 +137,11 @@ class Bridge:
                 )
         return saved
 
-    def _mark(self, couch: CouchSource | None, expected: str | None) -> str | None:
-        """Check or write the database marker; the running source then watches it."""
-        if couch is None or self.couch is None:
+    def _mark(self, expected: str | None) -> str | None:
+        """Check or write the database marker; the same source then watches it while it follows."""
+        if self.couch is None:
             return None
-        marker = couch.ensure_marker(self.settings.fingerprint_hash(), expected)
-        self.couch.adopt_marker(couch.marker_doc, marker)
-        return marker
+        return self.couch.ensure_marker(self.settings.fingerprint_hash(), expected)
 
     def resolve_since(self, since: str | Seq | None, saved: Checkpoint | None) -> Seq | None:
         if since == "last":
@@ -187,11 +168,10 @@ class Bridge:
         saved = self.prepare()
         start = self.resolve_since(since, saved)
         delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
-        batch = self.settings.batch
-        limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
-        return run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+        return run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
+                   stop=self.stop)
 
     def _record_complete(self) -> bool:
         """True when the record of sent rows covers the whole dataset (it was empty when the record began).

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.core.batching import Batcher, BatchLimits
+from bridge.config.settings import BatchSettings
+from bridge.core.batching import Batcher
 from bridge.core.mapping import RowMapper
 from bridge.core.planning import Accepts, Plan, candidate_external_ids, plan_batch
 from bridge.errors import BridgeError, RejectedError, StopRequested
@@ -327,7 +328,7 @@ def run(
     source: Source,
     decode: Decode,
     delivery: Delivery,
-    limits: BatchLimits,
+    limits: BatchSettings,
     *,
     since: Seq | None,
     follow: bool,

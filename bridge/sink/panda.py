@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
+from bridge.config.settings import PandaSettings, RetrySettings
 from bridge.errors import (
     AuthError,
     ConfigError,
@@ -27,7 +28,7 @@ from bridge.errors import (
     SinkUnavailable,
 )
 from bridge.model import Delete, Refusal, Upsert
-from bridge.retry import RetryPolicy, call_with_retry
+from bridge.retry import call_with_retry
 
 __all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
 
@@ -38,7 +39,6 @@ T = TypeVar("T")
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
 
-_SLUG = re.compile(r"[\w-]+")
 _BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
 _URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
 _COUNT = re.compile(r"Got \d+ data fields\. Expected (\d+)\.")  # contract 8
@@ -91,54 +91,34 @@ def classify(response: requests.Response, *, data_endpoint: bool) -> None:
     raise ProtocolError("PANDA answered %d for %s: %s" % (status, where, _snippet(response)), status=status)
 
 
-def _header_safe(name: str, value: str) -> str:
-    if not value or value != value.strip() or not value.isascii() or not value.isprintable():
-        raise ConfigError("PANDA %s must be non-empty printable ASCII without surrounding spaces" % name)
-    return value
-
-
 class PandaSink:
     """One PANDA dataset reached over one keep-alive requests.Session, with retries for transient faults."""
 
     def __init__(
         self,
-        url: str,
-        email: str,
-        api_key: str,
-        dataset: str,
+        settings: PandaSettings,
         *,
-        timeout: float = 30.0,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
         width: int | None = None,
     ) -> None:
-        """`width` is the cells per row of the configured mapping (ensure_dataset checks it against the
-        dataset); a refusal that expects another count then means the dataset changed under the bridge."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError("PANDA URL must be http(s)://host[:port][/prefix], got %r" % url)
-        if parts.username or parts.password:
-            raise ConfigError("PANDA URL must not hold credentials; use the email and API key settings")
-        base = url.rstrip("/")
+        """The settings are validated already (PandaSettings). `width` is the cells per row of the
+        configured mapping (ensure_dataset checks it against the dataset); a refusal that expects another
+        count then means the dataset changed under the bridge."""
+        base = settings.url.rstrip("/")
         if base.endswith("/api/1.0"):
             base = base[: -len("/api/1.0")]
-        # contract 16.10: never build /api/1.0/dataset/ without a slug; "schema" is Tastypie's (contract 1)
-        if not dataset or not _SLUG.fullmatch(dataset) or dataset == "schema":
-            raise ConfigError(
-                "PANDA dataset slug must be letters, digits, '_' or '-' (and not 'schema'): %r" % dataset
-            )
-        if timeout <= 0:
-            raise ConfigError("PANDA timeout must be positive")
-        self.slug = dataset
-        self._dataset_url = "%s/api/1.0/dataset/%s/" % (base, quote(dataset, safe=""))
+        self.slug = settings.dataset
+        self._dataset_url = "%s/api/1.0/dataset/%s/" % (base, quote(settings.dataset, safe=""))
         self._headers = {
-            "PANDA-EMAIL": _header_safe("email", email),  # hyphens: nginx drops '_' names (contract 3)
-            "PANDA-API-KEY": _header_safe("API key", api_key),
+            "PANDA-EMAIL": settings.email,  # hyphens: nginx drops '_' names (contract 3)
+            "PANDA-API-KEY": settings.api_key,
             "Accept": "application/json",
         }
-        self._timeout = timeout
-        self._retry = retry
+        self._timeout = settings.timeout
+        self.retry = retry
+        """How transient faults are retried; the start-up checks switch it for a few quick tries."""
         self._stop = stop
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
@@ -194,7 +174,7 @@ class PandaSink:
                         ) from exc
                 raise
 
-        return call_with_retry(attempt, policy=self._retry, stop=self._stop, what=what)
+        return call_with_retry(attempt, policy=self.retry, stop=self._stop, what=what)
 
     @staticmethod
     def _json(response: requests.Response) -> dict[str, Any]:

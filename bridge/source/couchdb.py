@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
-from bridge.config.settings import SourceSettings, scrub_url
+from bridge.config.settings import RetrySettings, SourceSettings, scrub_url
 from bridge.errors import (
     AuthError,
     FeedInterrupted,
@@ -30,7 +30,7 @@ from bridge.errors import (
     StopRequested,
 )
 from bridge.model import Position, Seq
-from bridge.retry import RetryPolicy, call_with_retry
+from bridge.retry import call_with_retry
 from bridge.source.decode import ROW_SIZE_KEY, decode_seq
 from bridge.source.sse import SseFeed, SseSource, abort
 from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
@@ -57,7 +57,7 @@ class CouchSource:
         self,
         settings: SourceSettings,
         *,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
     ) -> None:
@@ -76,6 +76,15 @@ class CouchSource:
         self.marker_doc = ""
         self._marker: str | None = None
         self._marker_checked = 0.0
+
+    @property
+    def retry(self) -> RetrySettings:
+        """How transient faults are retried; the start-up checks switch it for a few quick tries."""
+        return self._retry
+
+    @retry.setter
+    def retry(self, value: RetrySettings) -> None:
+        self._retry = value
 
     def close(self) -> None:
         """Abort any read in progress (safe from another thread) and release the connection."""
@@ -169,12 +178,6 @@ class CouchSource:
         self._marker = token
         self._marker_checked = time.monotonic()
         return token
-
-    def adopt_marker(self, doc: str, token: str | None) -> None:
-        """Watch the marker another instance checked at start-up (see `marker_intact`)."""
-        self.marker_doc = doc
-        self._marker = token
-        self._marker_checked = time.monotonic()
 
     def marker_intact(self) -> bool:
         """True unless the database lost the marker written or read by `ensure_marker`."""

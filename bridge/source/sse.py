@@ -19,6 +19,7 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
+from bridge.config.settings import RetrySettings
 from bridge.errors import (
     AuthError,
     ConfigError,
@@ -30,7 +31,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.model import Position, Seq
-from bridge.retry import RetryPolicy, delays
+from bridge.retry import delays
 from bridge.source.sse_parser import SseEvent, SseParser
 
 __all__ = ["SseSource", "SseEvent", "SseFeed", "abort", "check_response"]
@@ -121,7 +122,7 @@ class SseSource:
         params: Mapping[str, str] | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 75.0,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         min_reconnect: float = 0.1,
         max_reconnect: float = 60.0,
         stop: threading.Event,
@@ -332,9 +333,8 @@ class SseFeed:
         self._seq_of = seq_of
 
     def changes(self, since: Seq | None, *, follow: bool) -> Iterator[SseEvent | Position]:
-        """The stream's events from `since` (sent as Last-Event-ID) on; raises ConfigError without `follow`."""
-        if not follow:
-            raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
+        """The stream's events from `since` (sent as Last-Event-ID) on. A stream has no end, so it always
+        follows: the builder refuses `bridge once` for an event stream before anything starts."""
         for event in self._source.events(since.as_param() if since is not None else None):
             yield event
             if self._source.drained:

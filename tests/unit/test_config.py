@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.settings import load_settings, parse_override, scrub_url
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import scrub_url
 from bridge.errors import ConfigError
 
 GOOD = textwrap.dedent("""

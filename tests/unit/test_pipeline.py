@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config.settings import MappingSettings
-from bridge.core.batching import BatchLimits
+from bridge.config.settings import BatchSettings, MappingSettings
 from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
@@ -79,7 +78,7 @@ def parts(tmp_path):
     store.close()
 
 
-TWO_PER_BATCH = BatchLimits(max_changes=2)
+TWO_PER_BATCH = BatchSettings(max_changes=2)
 
 
 def mirror(items, sink, store, letters, limits=TWO_PER_BATCH):
