@@ -88,7 +88,7 @@ def reader(args: argparse.Namespace) -> int:
     source = CouchSource(settings, retry=RetrySettings(), stop=threading.Event())
     rows = 0
     for item in source.changes(None, follow=False):
-        if not isinstance(item, Position) and decode_couch_item(item) is not None:
+        if not isinstance(item, Position) and decode_couch_item(*item) is not None:
             rows += 1
     source.close()
     return rows

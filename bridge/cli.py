@@ -24,7 +24,7 @@ from bridge.config.loader import load_settings, parse_override
 from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError
 from bridge.run.builder import Bridge, parse_since
-from bridge.run.pipeline import RunStats
+from bridge.run.delivery import RunStats
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 

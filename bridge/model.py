@@ -1,4 +1,4 @@
-"""Value types every stage shares: Seq, Change, Position, Upsert, Delete, Batch, Sent and Refusal.
+"""Value types every stage shares: Raw, Seq, Change, Position, Upsert, Delete, Batch, Sent and Refusal.
 
 Raw JSON stops at `source/decode.py`; everything that crosses a stage after that is one of these frozen
 values. This module imports nothing that does I/O.
@@ -10,13 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Seq", "Change", "Position", "Upsert", "Delete", "Batch", "Sent", "Refusal", "Cell", "Row"]
+__all__ = ["Raw", "Seq", "Change", "Position", "Upsert", "Delete", "Batch", "Sent", "Refusal", "Cell", "Row"]
 
 Cell = str | None
 """One PANDA cell as the bridge sends it: text, or null for a missing value (see mapping.py)."""
 
 Row = tuple[Cell, ...]
 """One PANDA row's cells, in the dataset's column order."""
+
+Raw = tuple[Any, int]
+"""One feed item as the source read it (a parsed `_changes` row, an SSE event) and its approximate size in
+bytes on the wire, for byte-sized batches. A plain tuple: one is made for every row on the hot path."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ compared; the database marker is checked; only then does the feed start.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from pathlib import Path
@@ -19,7 +18,9 @@ from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
 from bridge.retry import Retrying, startup_retries
-from bridge.run.pipeline import Decode, Delivery, RunStats, Source, run
+from bridge.run.delivery import Delivery, RunStats
+from bridge.run.pipeline import run
+from bridge.run.reader import Decode, Source
 from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
 from bridge.source.decode import decode_row
@@ -41,11 +42,20 @@ def parse_since(text: str) -> str | Seq | None:
     return Seq(int(text)) if text.isdigit() else Seq(text)
 
 
-def decode_couch_item(raw: Any) -> Change | None:
+def decode_couch_item(raw: Any, size: int) -> Change | None:
     """A CouchDB source yields `_changes` rows while catching up and, with feed=eventsource, events after."""
     if isinstance(raw, SseEvent):
-        return decode_couchdb_event(raw)
-    return decode_row(raw)
+        return decode_couchdb_event(raw, size)
+    return decode_row(raw, size)
+
+
+def sse_decoder(spec: SseEventSpec) -> Decode:
+    """The decoder of a generic event stream's items, for events shaped as `spec` says."""
+
+    def decode(event: SseEvent, size: int) -> Change | None:
+        return decode_sse_event(event, spec, size)
+
+    return decode
 
 
 def _event_seq(event: SseEvent) -> Seq | None:
@@ -80,12 +90,16 @@ class Bridge:
                 min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect,
             )
             self.source = SseFeed(stream, seq_of=_event_seq)
-            self.decode = functools.partial(decode_sse_event, spec=spec)
+            self.decode = sse_decoder(spec)
+        self._handed_over = False
+        """True once a run took the source and the sink (it closes them)."""
         self.sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns))
 
     def close(self) -> None:
-        self.source.close()
-        self.sink.close()
+        """Close what is still open: a run closes the source and the sink itself, from the threads using them."""
+        if not self._handed_over:
+            self.source.close()
+            self.sink.close()
         self.store.close()
 
     def prepare(self) -> Checkpoint | None:
@@ -170,6 +184,7 @@ class Bridge:
         delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
+        self._handed_over = True
         return run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
                    stop=self.stop)
 

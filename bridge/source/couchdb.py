@@ -29,11 +29,11 @@ from bridge.errors import (
     SourceUnavailable,
     StopRequested,
 )
-from bridge.model import Position, Seq
+from bridge.model import Position, Raw, Seq
 from bridge.retry import call_with_retry
-from bridge.source.decode import ROW_SIZE_KEY, decode_seq
+from bridge.source.decode import decode_seq
 from bridge.source.sse import SseFeed, SseSource, abort
-from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
+from bridge.source.sse_parser import couchdb_event_seq, couchdb_eventsource_params
 
 __all__ = ["CouchSource", "Page", "RawRow", "classify"]
 
@@ -86,12 +86,16 @@ class CouchSource:
     def retry(self, value: RetrySettings) -> None:
         self._retry = value
 
-    def close(self) -> None:
-        """Abort any read in progress (safe from another thread) and release the connection."""
+    def interrupt(self) -> None:
+        """Abort any read in progress; safe from another thread (the reading thread then closes)."""
         self._closed = True  # before reading _response: _page sets it, then looks at this
         response = self._response
         if response is not None:
             abort(response)
+
+    def close(self) -> None:
+        """Abort any read and release the connection: from the thread that reads, or after it finished."""
+        self.interrupt()
         self._session.close()
 
     # -- requests and their classification ---------------------------------------------------------------
@@ -193,8 +197,9 @@ class CouchSource:
 
     # -- the feed ------------------------------------------------------------------------------------------
 
-    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[RawRow | SseEvent | Position]:
-        """Rows after `since` (None: from the start) and a Position after each page.
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Raw | Position]:
+        """Rows after `since` (None: from the start), each with its share of its page's bytes, and a Position
+        after each page.
 
         Pages are read with `feed=normal` until caught up, then (with `follow`) with `feed=longpoll`, or
         with `feed=eventsource` when so configured (its events are decoded by decode_couch_item).
@@ -214,8 +219,7 @@ class CouchSource:
             )
             size = page.nbytes // max(1, len(page.rows))
             for row in page.rows:
-                row[ROW_SIZE_KEY] = size
-                yield row
+                yield row, size
             if page.last_seq is not None:
                 position = page.last_seq
             if page.pending is not None:
@@ -234,7 +238,7 @@ class CouchSource:
                     f"(its marker {self.marker_doc} is gone)"
                 )
 
-    def _eventsource(self, since: Seq | None) -> Iterator[SseEvent | Position]:
+    def _eventsource(self, since: Seq | None) -> Iterator[Raw | Position]:
         """Follow with `feed=eventsource`: each event's id is its seq, sent back as Last-Event-ID."""
         settings = self._settings
         params = couchdb_eventsource_params(since, int(settings.heartbeat * 1000))

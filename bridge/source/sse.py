@@ -30,7 +30,7 @@ from bridge.errors import (
     SourceUnavailable,
     TransientError,
 )
-from bridge.model import Position, Seq
+from bridge.model import Position, Raw, Seq
 from bridge.retry import delays
 from bridge.source.sse_parser import SseEvent, SseParser
 
@@ -332,11 +332,11 @@ class SseFeed:
         self._source = source
         self._seq_of = seq_of
 
-    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[SseEvent | Position]:
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Raw | Position]:
         """The stream's events from `since` (sent as Last-Event-ID) on. A stream has no end, so it always
         follows: the builder refuses `bridge once` for an event stream before anything starts."""
         for event in self._source.events(since.as_param() if since is not None else None):
-            yield event
+            yield event, len(event.data.encode("utf-8"))
             if self._source.drained:
                 try:
                     seq = self._seq_of(event)
@@ -345,5 +345,8 @@ class SseFeed:
                 if seq is not None:
                     yield Position(seq, caught_up=True)
 
+    def interrupt(self) -> None:
+        """Nothing to do: the stream's own stop watcher shuts the connection down once `stop` is set."""
+
     def close(self) -> None:
-        """Nothing to do: the stream's own stop watcher closes the connection once `stop` is set."""
+        """Nothing to do: the stream closes its session when its events end, in the thread that read them."""

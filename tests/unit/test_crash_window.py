@@ -16,7 +16,7 @@ from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.core.planning import plan_batch, row_hash
 from bridge.model import Batch, Change, Delete, Refusal, Sent, Seq, Upsert
-from bridge.run.pipeline import Delivery, RunStats
+from bridge.run.delivery import Delivery, RunStats
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
 

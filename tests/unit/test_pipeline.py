@@ -13,7 +13,8 @@ from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
 from bridge.model import Delete, Position, Refusal, Seq, Upsert
-from bridge.run.pipeline import Delivery, run
+from bridge.run.delivery import Delivery
+from bridge.run.pipeline import run
 from bridge.source.decode import decode_row
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
@@ -26,7 +27,11 @@ class FakeSource:
 
     def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]:
         self.since = since
-        yield from self.items
+        for item in self.items:  # a raw row goes with its size on the wire, as the real sources hand it over
+            yield item if isinstance(item, Position) else (item, 0)
+
+    def interrupt(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -58,6 +63,9 @@ class FakeSink:
         for row in rows:
             self.rows.pop(row.external_id, None)
         return []
+
+    def close(self) -> None:
+        pass
 
 
 def row(seq: int, doc_id: str, name: str | None = None, deleted: bool = False) -> dict[str, Any]:
@@ -137,3 +145,57 @@ def test_replays_send_nothing(parts):
     writes = sink.writes
     stats = mirror(items, sink, store, letters)
     assert sink.writes == writes and stats.unchanged == 2
+
+
+class BlockingSource(FakeSource):
+    """Hands over its items, then stays inside a "request" until interrupted (like a longpoll that waits)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(items)
+        self.unblocked = threading.Event()
+        self.reading = False
+        self.closed: list[tuple[str, bool]] = []  # (thread, was a read in progress)
+
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]:
+        yield from super().changes(since, follow=follow)
+        self.reading = True
+        self.unblocked.wait(10)  # bounded: a run that never interrupts fails below instead of hanging
+        self.reading = False
+
+    def interrupt(self) -> None:
+        self.unblocked.set()
+
+    def close(self) -> None:
+        self.closed.append((threading.current_thread().name, self.reading))
+        self.unblocked.set()
+
+
+class ClosingSink(FakeSink):
+    """Asks the run to stop once it wrote; notes which thread closes it."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+        self.closed: list[str] = []
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
+        refused = super().upsert(rows)
+        self.stop.set()
+        return refused
+
+    def close(self) -> None:
+        self.closed.append(threading.current_thread().name)
+
+
+def test_each_session_is_closed_by_the_thread_that_uses_it(parts):
+    store, letters = parts
+    stop = threading.Event()
+    sink = ClosingSink(stop)
+    source = BlockingSource([row(1, "a", "A"), Position(Seq(1), caught_up=True)])
+    delivery = Delivery(sink, store, letters, RowMapper(MappingSettings(columns=["name"])), DocFilter().accepts,
+                        delete_unknown=False)
+    run(source, decode_row, delivery, TWO_PER_BATCH, since=None, follow=True, stop=stop)
+    assert sink.rows == {"a": ("A",)}
+    assert source.closed == [("bridge-reader", False)]  # never while the reader is inside a request
+    assert sink.closed == ["bridge-writer"]  # after its last write, by the thread that wrote
+    assert store.load().seq == Seq(1)
