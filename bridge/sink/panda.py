@@ -7,7 +7,6 @@ request at a time anyway, contract 16.12). Credentials travel only in PANDA-EMAI
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -19,9 +18,7 @@ import requests
 
 from bridge.config.settings import PandaSettings, RetrySettings
 from bridge.errors import (
-    AuthError,
     ConfigError,
-    DatasetLocked,
     NotFoundError,
     ProtocolError,
     RejectedError,
@@ -29,8 +26,10 @@ from bridge.errors import (
 )
 from bridge.model import Delete, Refusal, Upsert
 from bridge.retry import call_with_retry
+from bridge.sink.panda_rows import locally_bad, refused_width, undeletable
+from bridge.sink.panda_status import classify, snippet
 
-__all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
+__all__ = ["PandaSink", "MAX_SERVER_ERRORS"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,56 +38,7 @@ T = TypeVar("T")
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
 
-_BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
-_URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
-_COUNT = re.compile(r"Got \d+ data fields\. Expected (\d+)\.")  # contract 8
-_TRANSIENT = (429, 502, 503, 504)
-_UNKNOWN_OUTCOME = (502, 504)  # contract 14: the write may have completed; retrying is safe (idempotent)
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-
-
-def _snippet(response: requests.Response, limit: int = 300) -> str:
-    text = response.content.decode("utf-8", "replace").strip()
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def classify(response: requests.Response, *, data_endpoint: bool) -> None:
-    """Return for a 2xx answer, else raise the BridgeError its status means (contract 16.7).
-
-    400 -> RejectedError (the batch's fault; its message is PANDA's body), 401 -> AuthError,
-    403 -> DatasetLocked on a data endpoint (AuthError elsewhere), 404 -> NotFoundError,
-    429/502/503/504 and other 5xx -> SinkUnavailable, 500 -> SinkUnavailable with status 500 (the caller
-    caps its retries), 3xx and any other 4xx or 501 -> ProtocolError.
-    """
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    where = "%s %s" % (response.request.method, urlsplit(response.url).path)
-    if status == 400:
-        raise RejectedError(response.content.decode("utf-8", "replace"), status=400)
-    if status == 401:
-        raise AuthError(
-            "PANDA refused the credentials (401) for %s: unknown or inactive user" % where, status=401
-        )
-    if status == 403:
-        if data_endpoint:  # contract 10: no throttling is configured, so 403 on data means locked
-            raise DatasetLocked(
-                "PANDA dataset locked (403) on %s: %s" % (where, _snippet(response)), status=403
-            )
-        raise AuthError("PANDA refused %s (403): %s" % (where, _snippet(response)), status=403)
-    if status == 404:
-        raise NotFoundError("PANDA answered 404 for %s: the dataset does not exist" % where, status=404)
-    if status in _TRANSIENT or (status >= 500 and status not in (500, 501, 505)):
-        note = " (outcome unknown; retrying is safe)" if status in _UNKNOWN_OUTCOME else ""
-        raise SinkUnavailable("PANDA answered %d for %s%s" % (status, where, note), status=status)
-    if status == 500:
-        raise SinkUnavailable("PANDA answered 500 for %s: %s" % (where, _snippet(response)), status=500)
-    if status == 300:  # contract 5: a POST reused the slug
-        raise ProtocolError("PANDA answered 300 for %s: several datasets share this slug" % where, status=300)
-    if 300 <= status < 400:  # contract 1: only a missing trailing slash redirects; our URLs all end in /
-        location = response.headers.get("Location", "")
-        raise ProtocolError("PANDA redirected %s (%d) to %s" % (where, status, location), status=status)
-    raise ProtocolError("PANDA answered %d for %s: %s" % (status, where, _snippet(response)), status=status)
 
 
 class PandaSink:
@@ -182,10 +132,10 @@ class PandaSink:
             value = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(
-                "PANDA sent a non-JSON body (%d): %s" % (response.status_code, _snippet(response))
+                "PANDA sent a non-JSON body (%d): %s" % (response.status_code, snippet(response))
             ) from exc
         if not isinstance(value, dict):
-            raise ProtocolError("PANDA sent JSON that is not an object: %s" % _snippet(response))
+            raise ProtocolError("PANDA sent JSON that is not an object: %s" % snippet(response))
         return value
 
     # datasets
@@ -273,14 +223,14 @@ class PandaSink:
         refusal = self._put_rows(rows)
         if refusal is None:
             return
-        width = self._refusal_width(refusal)
+        width = refused_width(refusal, self._width, self.slug)
         if len(rows) == 1:
             logger.warning("PANDA refused row %s: %s", rows[0].external_id, refusal)
             rejections.append(Refusal.of(rows[0], refusal, status=400))
             return
-        suspects = [r for r in rows if _locally_bad(r, width)]
+        suspects = [r for r in rows if locally_bad(r, width)]
         if suspects and len(suspects) < len(rows):
-            self._deliver([r for r in rows if not _locally_bad(r, width)], rejections)
+            self._deliver([r for r in rows if not locally_bad(r, width)], rejections)
         if suspects:
             for row in suspects:
                 self._deliver([row], rejections)
@@ -288,35 +238,6 @@ class PandaSink:
         middle = len(rows) // 2  # nothing evident: bisect
         self._deliver(rows[:middle], rejections)
         self._deliver(rows[middle:], rejections)
-
-    def _refusal_width(self, refusal: str) -> int | None:
-        """The column count a row-level 400 implies; raises for a 400 not about rows (contracts 6, 8)."""
-        try:
-            body = orjson.loads(refusal)
-        except orjson.JSONDecodeError:
-            body = None
-        if isinstance(body, dict) and "dataset" in body:
-            raise ConfigError(
-                "PANDA refuses every write to dataset %r: %s" % (self.slug, refusal), status=400
-            )
-        if not isinstance(body, dict) or "data" not in body:  # e.g. "Invalid data sent." or an nginx 400
-            raise ProtocolError(
-                "PANDA refused a bulk write with an unexpected 400: %s" % refusal[:300], status=400
-            )
-        found = _COUNT.search(refusal)
-        if found is None:
-            return self._width
-        width = int(found.group(1))
-        if self._width is not None and width != self._width:
-            # Every row the bridge builds has the width checked at start: dead-lettering them all would
-            # empty the feed into the dead-letter file, so stop and let the operator fix the dataset.
-            raise ConfigError(
-                "PANDA dataset %r now expects %d cells per row, not the %d columns it had when the bridge "
-                "started: it was changed or recreated. Recreate it with the configured columns, run `bridge "
-                "checkpoint reset` (its rows must be sent again), then start again" % (self.slug, width, self._width),
-                status=400,
-            )
-        return width
 
     def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         """Delete rows, one DELETE each (there is no bulk delete, contract 12); a missing row is success.
@@ -326,7 +247,7 @@ class PandaSink:
         """
         rejections: list[Refusal] = []
         for op in rows:
-            problem = _undeletable(op.external_id)
+            problem = undeletable(op.external_id)
             if problem is not None:
                 logger.warning("cannot delete PANDA row %r: %s", op.external_id, problem)
                 rejections.append(Refusal.of(op, problem))
@@ -344,18 +265,3 @@ class PandaSink:
         """Close the session if this sink created it."""
         if self._owns_session:
             self._session.close()
-
-
-def _locally_bad(row: Upsert, width: int | None) -> bool:
-    """True when PANDA's bulk checks (contracts 6-8) must refuse this row."""
-    if not row.data or not _BULK_ID.match(row.external_id):
-        return True
-    return width is not None and len(row.data) != width
-
-
-def _undeletable(external_id: str) -> str | None:
-    if not _URL_ID.fullmatch(external_id):
-        return "external_id cannot appear in a PANDA URL, so it cannot be deleted (contract 1)"
-    if external_id.startswith("-") or external_id in ("AND", "OR", "NOT"):
-        return "PANDA answers 500 to deleting this external_id (Solr query syntax, contract 12)"
-    return None

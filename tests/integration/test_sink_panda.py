@@ -24,7 +24,8 @@ from bridge.errors import (
     StopRequested,
 )
 from bridge.model import Delete, Upsert
-from bridge.sink.panda import PandaSink, classify
+from bridge.sink.panda import PandaSink
+from bridge.sink.panda_status import classify
 
 QUICK = RetrySettings(initial_delay=0.01, max_delay=0.05)
 COLUMNS = ["a", "b"]
@@ -178,7 +179,7 @@ def test_rejections_without_a_known_width(emu: PandaEmulator, stop: threading.Ev
 def test_bisection_when_no_row_looks_bad(
     sink: PandaSink, emu: PandaEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sink_module, "_locally_bad", lambda row, width: False)
+    monkeypatch.setattr(sink_module, "locally_bad", lambda row, width: False)
     rows = [up("r%d" % i) for i in range(9)] + [up("bad:id")]
     rejections = sink.upsert(rows)
     assert [r.external_id for r in rejections] == ["bad:id"]

@@ -63,7 +63,7 @@ def test_reset_forgets_everything(tmp_path):
 def statements(request, monkeypatch):
     """Every batch through SQLite's JSON functions, or row by row as where SQLite has none."""
     if request.param == "row by row":
-        monkeypatch.setattr("bridge.state.checkpoint._has_json_functions", lambda: False)
+        monkeypatch.setattr("bridge.state.checkpoint_sql.has_json_functions", lambda: False)
     return request.param
 
 
