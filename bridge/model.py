@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["Raw", "Seq", "Change", "Position", "Upsert", "Delete", "Batch", "Sent", "Refusal", "Cell", "Row"]
 
 Cell = str | None
-"""One PANDA cell as the bridge sends it: text, or null for a missing value (see mapping.py)."""
+"""One PANDA cell as the bridge sends it: text, or null for a missing value (see core/mapping.py)."""
 
 Row = tuple[Cell, ...]
 """One PANDA row's cells, in the dataset's column order."""
@@ -74,7 +74,7 @@ class Upsert:
     """Create or replace one PANDA row."""
 
     external_id: str
-    """A valid PANDA external_id (see external_id.py)."""
+    """A valid PANDA external_id (see core/external_id.py)."""
     data: Row
     """The row's cells in column order."""
     doc_id: str = ""
@@ -88,7 +88,7 @@ class Delete:
     """Remove one PANDA row; deleting a row PANDA does not have succeeds."""
 
     external_id: str
-    """A valid PANDA external_id (see external_id.py)."""
+    """A valid PANDA external_id (see core/external_id.py)."""
     doc_id: str = ""
     """The source document it came from, for logs."""
     seq: Seq | None = None
@@ -116,7 +116,7 @@ class Sent:
     external_id: str
     """The row's external_id."""
     row_hash: int
-    """A 64-bit digest of the row's cells (planning.row_hash), to skip sending an identical row again."""
+    """A 64-bit digest of the row's cells (core.planning.row_hash), to skip sending an identical row again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Reads a server-sent event stream over HTTP, reconnecting with Last-Event-ID, and yields its events.
 
-Parsing is SseParser's (decode_sse.py); this module owns the connection: headers, status classification,
+Parsing is SseParser's (sse_parser.py); this module owns the connection: headers, status classification,
 timeouts, stop requests, and the reconnect delays (the server's `retry:`, or backoff after failures).
 """
 
