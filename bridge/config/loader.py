@@ -17,12 +17,27 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from bridge.config.settings import SECTIONS as _SECTIONS
-from bridge.config.settings import Settings
+from bridge.config.settings import (
+    BatchSettings,
+    CheckpointSettings,
+    MappingSettings,
+    PandaSettings,
+    RetrySettings,
+    Settings,
+    SourceSettings,
+)
 from bridge.errors import ConfigError
 
 __all__ = ["load_settings", "parse_override"]
 
+_SECTIONS: dict[str, type] = {
+    "source": SourceSettings,
+    "panda": PandaSettings,
+    "mapping": MappingSettings,
+    "checkpoint": CheckpointSettings,
+    "batch": BatchSettings,
+    "retry": RetrySettings,
+}
 _SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
 
 

@@ -27,7 +27,6 @@ __all__ = [
     "STARTUP_RETRY",
     "NOT_A_KEY",
     "Settings",
-    "SECTIONS",
     "scrub_url",
 ]
 
@@ -291,14 +290,3 @@ class Settings:
     def fingerprint_hash(self) -> str:
         text = json.dumps(self.fingerprint(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-SECTIONS: dict[str, type] = {
-    "source": SourceSettings,
-    "panda": PandaSettings,
-    "mapping": MappingSettings,
-    "checkpoint": CheckpointSettings,
-    "batch": BatchSettings,
-    "retry": RetrySettings,
-}
-"""The TOML sections and the settings class each fills."""
