@@ -45,8 +45,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     """Split `section.key=value`; the value is read as TOML when it parses, else kept as text."""
     name, sep, raw = text.partition("=")
     section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
-        raise ConfigError(f"--set wants section.key=value, got {text!r}")
+    if not sep:  # the whole argument may be a value typed without its '=' (a secret): not echoed
+        raise ConfigError("--set wants section.key=value: the argument has no '='")
+    if not dot or not key:
+        raise ConfigError(f"--set wants section.key=value, got the name {name.strip()!r}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -68,8 +70,14 @@ def load_settings(
     path: Path | None,
     overrides: Mapping[tuple[str, str], Any] = {},
     env: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Settings:
-    """Build validated settings; raises ConfigError naming the offending key."""
+    """Build validated settings; raises ConfigError naming the offending key.
+
+    `secrets` False is for commands that only read the local state (`checkpoint show`, `deadletter list`):
+    the PANDA API key may then be missing (it stays ""), since nothing is sent to PANDA.
+    """
     env = os.environ if env is None else env
     raw = _read_file(path) if path else {}
     unknown = sorted(set(raw) - set(_SECTIONS))
@@ -83,7 +91,16 @@ def load_settings(
     for (section, key), value in overrides.items():
         if section not in merged:
             raise ConfigError(f"unknown section {section!r} in an override; known: {sorted(_SECTIONS)}")
-        merged[section][key] = value
+        table, dot, name = key.partition(".")
+        if dot:  # a key of a nested table: mapping.fields.employer, source.events.delete_events
+            nested = merged[section].get(table, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"[{section}] {table} is not a table, so {key!r} cannot be set")
+            merged[section][table] = {**nested, name: value}
+        else:
+            merged[section][key] = value
+    if secrets and not merged["panda"].get("api_key"):
+        raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
     built = {name: _build(cls, name, merged[name]) for name, cls in _SECTIONS.items()}
     return Settings(**built)
 
@@ -108,7 +125,10 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint) or hint
     if isinstance(origin, types.UnionType):
         origin = typing.get_args(hint)[0]
-    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
+    # A secret is never echoed, not even a mistyped one, nor a URL (it may carry a password): name the type.
+    hidden = (section, key) in _SECRETS or key == "url"
+    shown = f"a value of type {type(value).__name__}" if hidden else repr(value)
+    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {shown}")
     if origin is bool:
         if not isinstance(value, bool):
             raise wrong
@@ -130,4 +150,9 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     elif origin is dict:
         if not isinstance(value, dict):
             raise wrong
+        if typing.get_args(hint)[1:] == (str,):  # dict[str, str]: every value is text too
+            bad = sorted(name for name, item in value.items() if not isinstance(item, str))
+            if bad:
+                raise ConfigError(f"[{section}] {key}: the values of {bad} must be strings, got "  # no value:
+                                  + ", ".join(type(value[name]).__name__ for name in bad))  # headers hold tokens
     return value

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _SLUG = re.compile(r"^[\w-]+$", re.ASCII)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*[_-]|_")
 NOT_A_KEY = types.MappingProxyType({"key": False})
 """Field metadata: set by code, never read from the configuration."""
 _FEED_PARAMS = frozenset({"feed", "since", "limit", "include_docs", "heartbeat", "timeout", "filter", "doc_ids",
@@ -165,10 +166,9 @@ class PandaSettings:
             raise ConfigError("[panda] url must not hold credentials; use the email and API key settings")
         if not self.email:
             raise ConfigError("[panda] email is required")
-        if not self.api_key:
-            raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
+        # The API key is required by load_settings, for the commands that reach PANDA (see `secrets` there).
         for name, value in (("email", self.email), ("api_key", self.api_key)):  # they travel as headers
-            if value != value.strip() or not value.isascii() or not value.isprintable():
+            if value and (value != value.strip() or not value.isascii() or not value.isprintable()):
                 raise ConfigError(f"[panda] {name} must be printable ASCII without surrounding spaces")
         if not self.dataset:
             raise ConfigError("[panda] dataset is required")
@@ -191,6 +191,9 @@ class MappingSettings:
     """Instead of a field, a template of fields such as `{type}-{number}`."""
     fields: dict[str, str] = field(default_factory=dict)
     """Column -> dotted document field path; a column not listed reads the same-named field."""
+    external_id_prefix: str = ""
+    """Text put before every encoded external_id, e.g. `r_`: makes this dataset's PANDA row keys distinct
+    from those of a dataset whose slug is this one's plus `-...` (see README, "Datasets that share keys")."""
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -205,6 +208,11 @@ class MappingSettings:
             raise ConfigError(f"[mapping.fields] names columns that are not in [mapping] columns: {unknown}")
         if not self.external_id:
             raise ConfigError("[mapping] external_id must name a field path")
+        if self.external_id_prefix and not _ID_PREFIX.fullmatch(self.external_id_prefix):
+            # it must not start with '-' (Solr's prohibit operator) and its last '_' or '-' keeps any id
+            # from becoming AND, OR or NOT, so every prefixed id stays one PANDA can also delete
+            raise ConfigError("[mapping] external_id_prefix must be ASCII letters, digits, '_' and '-', not "
+                              f"start with '-', and end with '_' or '-', got {self.external_id_prefix!r}")
 
     def field_paths(self) -> tuple[str, ...]:
         """The document field path of each column, in column order."""
@@ -284,6 +292,8 @@ class Settings:
                 "columns": self.mapping.columns,
                 "paths": list(self.mapping.field_paths()),
                 "external_id": self.mapping.external_id_template or self.mapping.external_id,
+                # only when set, so checkpoints saved before the prefix existed still match
+                **({"external_id_prefix": self.mapping.external_id_prefix} if self.mapping.external_id_prefix else {}),
             },
         }
 

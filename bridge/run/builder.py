@@ -1,7 +1,8 @@
 """Builds a pipeline from settings, checks both ends before anything is written, and runs it.
 
 Start-up order: the checkpoint is read and matched to these settings; the source and PANDA are reached
-(a failure here is a configuration error, exit 2); the dataset is fetched or created and its columns
+(a failure here is a configuration error, exit 2); PANDA's datasets are listed, and a slug that shares row
+keys with this one stops the bridge (core/keyspace.py); the dataset is fetched or created and its columns
 compared; the database marker is checked; only then does the feed start.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bridge.config.settings import Settings, scrub_url
 from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
@@ -25,7 +28,7 @@ from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
 from bridge.source.decode import decode_row
 from bridge.source.sse import SseFeed, SseSource
-from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
+from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event, event_spec
 from bridge.state.checkpoint import Checkpoint, StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 
@@ -131,6 +134,7 @@ class Bridge:
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
         try:
+            _check_key_space(sink, settings)  # before the dataset may be created
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
         except TransientError as exc:
@@ -175,8 +179,11 @@ class Bridge:
         logger.info("starting after seq %s as asked", since if since is not None else 0)
         return since
 
-    def run(self, since: str | Seq | None, *, follow: bool) -> RunStats:
-        """Prepare, then mirror from `since` until caught up (follow False) or until stopped."""
+    def run(self, since: str | Seq | None, *, follow: bool, on_start: Callable[[], None] | None = None) -> RunStats:
+        """Prepare, then mirror from `since` until caught up (follow False) or until stopped.
+
+        `on_start` is called once the start-up checks passed, just before the pipeline starts.
+        """
         if not follow and self.couch is None:
             raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
         saved = self.prepare()
@@ -184,6 +191,8 @@ class Bridge:
         delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
+        if on_start is not None:
+            on_start()
         self._handed_over = True
         return run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
                    stop=self.stop)
@@ -242,11 +251,13 @@ class Bridge:
         return f"event stream {scrub_url(source.url)}"
 
 
+def _check_key_space(sink: PandaSink, settings: Settings) -> None:
+    """ConfigError naming every other dataset whose rows can be this dataset's (PANDA's shared Solr keys)."""
+    clashes = key_clashes(settings.panda.dataset, sink.dataset_slugs(), settings.mapping.external_id_prefix)
+    if clashes:
+        raise ConfigError(f"PANDA dataset {settings.panda.dataset!r} shares row keys with " + "; with ".join(clashes))
+
+
 def _event_spec(events: dict[str, Any]) -> SseEventSpec:
-    """[source.events] as an SseEventSpec; lists become tuples, unknown keys are a ConfigError."""
-    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                              for key, value in events.items()}
-    try:
-        return SseEventSpec(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[source.events] {exc}") from None
+    """[source.events] as an SseEventSpec; a key unknown or of the wrong type is a ConfigError naming it."""
+    return event_spec(events)

@@ -26,10 +26,10 @@ from bridge.errors import (
 )
 from bridge.model import Delete, Refusal, Upsert
 from bridge.retry import call_with_retry
-from bridge.sink.panda_rows import locally_bad, refused_width, undeletable
+from bridge.sink.panda_rows import REQUEST_LINE_LIMIT, locally_bad, longest_id, refused_width, too_long, undeletable
 from bridge.sink.panda_status import classify, snippet
 
-__all__ = ["PandaSink", "MAX_SERVER_ERRORS"]
+__all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
+
+_LIST_PAGE = 100
+_MAX_LIST_PAGES = 10_000
 
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
@@ -73,6 +76,8 @@ class PandaSink:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
+        self.max_id_length = longest_id(urlsplit(self._dataset_url).path)
+        """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
     # plumbing
 
@@ -146,6 +151,32 @@ class PandaSink:
             lambda: self._json(self._once("GET", self._dataset_url, data_endpoint=False)), "PANDA GET dataset"
         )
 
+    def dataset_slugs(self) -> list[str]:
+        """The slugs of every dataset this user can see, page by page (contract 4's list, Tastypie paging).
+
+        Raises what dataset_info raises, and ProtocolError for a listing without `objects`.
+        """
+        listing = self._dataset_url.rsplit("/", 2)[0] + "/"
+        slugs: list[str] = []
+        for _page in range(_MAX_LIST_PAGES):  # bounded: a PANDA holds far fewer datasets
+            params = {"limit": str(_LIST_PAGE), "offset": str(len(slugs))}
+            body = self._retrying(
+                partial(self._listing_page, listing, params), "PANDA GET datasets"
+            )
+            objects = body.get("objects")
+            if not isinstance(objects, list) or not all(
+                isinstance(obj, dict) and isinstance(obj.get("slug"), str) for obj in objects
+            ):
+                raise ProtocolError("PANDA listed datasets without an objects list of datasets with slugs")
+            slugs += [obj["slug"] for obj in objects]
+            meta = body.get("meta")
+            if not objects or (isinstance(meta, dict) and meta.get("next") is None):
+                break  # counting what came, not what was asked: a server may cap `limit`
+        return slugs
+
+    def _listing_page(self, url: str, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._json(self._once("GET", url, data_endpoint=False, params=params))
+
     def ensure_dataset(self, columns: Sequence[str], *, create: bool, name: str | None = None) -> None:
         """Check that the dataset exists with exactly these columns, creating it first when `create`.
 
@@ -200,11 +231,20 @@ class PandaSink:
 
         One bad object makes PANDA refuse the whole batch (contract 6), so on a 400 the refused rows are
         isolated (likely culprits are sent alone, the rest together; bisection when none is evident) and
-        every good row is delivered. Raises FatalError subclasses, StopRequested, or the last TransientError.
+        every good row is delivered. A row whose external_id is too long to DELETE later is refused unsent.
+        Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
         rejections: list[Refusal] = []
-        if rows:
-            self._deliver(list(rows), rejections)
+        sendable = []
+        for row in rows:
+            problem = too_long(row.external_id, self.max_id_length)
+            if problem is None:
+                sendable.append(row)
+                continue
+            logger.warning("not writing PANDA row %s...: %s", row.external_id[:40], problem)
+            rejections.append(Refusal.of(row, problem))
+        if sendable:
+            self._deliver(sendable, rejections)
         return rejections
 
     def _put_rows(self, rows: Sequence[Upsert]) -> str | None:
@@ -247,15 +287,19 @@ class PandaSink:
         """
         rejections: list[Refusal] = []
         for op in rows:
-            problem = undeletable(op.external_id)
+            problem = undeletable(op.external_id) or too_long(op.external_id, self.max_id_length)
             if problem is not None:
-                logger.warning("cannot delete PANDA row %r: %s", op.external_id, problem)
+                logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], problem)
                 rejections.append(Refusal.of(op, problem))
                 continue
             url = "%sdata/%s/" % (self._dataset_url, quote(op.external_id, safe=""))
             try:
                 self._retrying(partial(self._once, "DELETE", url, data_endpoint=True), "PANDA DELETE row")
             except RejectedError as exc:
+                if exc.status == 414:  # this id's fault, not PANDA's: dead-letter it and go on
+                    logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], exc.message)
+                    rejections.append(Refusal.of(op, exc.message, status=414))
+                    continue
                 raise ProtocolError(
                     "PANDA answered 400 to a DELETE: %s" % exc.message[:300], status=400
                 ) from exc

@@ -1,6 +1,6 @@
 """PANDA's rules for rows, as the sink applies them around a bulk write (pure).
 
-Before: which rows PANDA must refuse (contracts 6-8) and which external_ids it cannot delete (1, 12).
+Before: which rows PANDA must refuse (contracts 6-8) and which external_ids it cannot delete (1, 12, 14).
 After a 400: what the refusal says about the dataset's width (8).
 """
 
@@ -13,11 +13,14 @@ import orjson
 from bridge.errors import ConfigError, ProtocolError
 from bridge.model import Upsert
 
-__all__ = ["locally_bad", "undeletable", "refused_width"]
+__all__ = ["REQUEST_LINE_LIMIT", "locally_bad", "undeletable", "longest_id", "too_long", "refused_width"]
 
 _BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
 _URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
 _COUNT = re.compile(r"Got \d+ data fields\. Expected (\d+)\.")  # contract 8
+
+REQUEST_LINE_LIMIT = 8192
+"""Bytes nginx lets a request line take, its CRLF included; a longer one gets 414 (contract 14)."""
 
 
 def locally_bad(row: Upsert, width: int | None) -> bool:
@@ -34,6 +37,22 @@ def undeletable(external_id: str) -> str | None:
     if external_id.startswith("-") or external_id in ("AND", "OR", "NOT"):
         return "PANDA answers 500 to deleting this external_id (Solr query syntax, contract 12)"
     return None
+
+
+def longest_id(dataset_path: str) -> int:
+    """The longest external_id a row of the dataset at `dataset_path` may have: a longer one could never be
+    deleted (ids are URL-safe ASCII, so quoting keeps them as they are)."""
+    overhead = "DELETE %sdata// HTTP/1.1\r\n" % dataset_path
+    return REQUEST_LINE_LIMIT - len(overhead.encode())
+
+
+def too_long(external_id: str, longest: int) -> str | None:
+    """Why a row with this external_id must not exist (its DELETE would get 414), or None."""
+    if len(external_id) <= longest:
+        return None
+    return ("external_id is %d characters, more than the %d that fit in a DELETE of its row under PANDA's "
+            "8 KB request-line limit (contract 14): the row could never be deleted, so it is not written"
+            % (len(external_id), longest))
 
 
 def refused_width(refusal: str, expected: int | None, slug: str) -> int | None:

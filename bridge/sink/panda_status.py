@@ -44,6 +44,8 @@ def classify(response: requests.Response, *, data_endpoint: bool) -> None:
     where = "%s %s" % (response.request.method, urlsplit(response.url).path)
     if status == 400:
         raise RejectedError(response.content.decode("utf-8", "replace"), status=400)
+    if status == 414:  # contract 14: nginx's request-line limit; only an external_id in the URL grows it
+        raise RejectedError("PANDA (nginx) refused %s: request line too long (414)" % where[:200], status=414)
     if status == 401:
         raise AuthError(
             "PANDA refused the credentials (401) for %s: unknown or inactive user" % where, status=401
