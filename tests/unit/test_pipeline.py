@@ -12,9 +12,10 @@ from bridge.config.settings import BatchSettings, MappingSettings
 from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
-from bridge.model import Delete, Position, Refusal, Seq, Upsert
-from bridge.run.delivery import Delivery
+from bridge.model import Batch, Delete, Position, Refusal, Seq, Upsert
+from bridge.run.delivery import Delivery, RunStats
 from bridge.run.pipeline import run
+from bridge.run.writes import Writes
 from bridge.source.decode import decode_row
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
@@ -199,3 +200,37 @@ def test_each_session_is_closed_by_the_thread_that_uses_it(parts):
     assert source.closed == [("bridge-reader", False)]  # never while the reader is inside a request
     assert sink.closed == ["bridge-writer"]  # after its last write, by the thread that wrote
     assert store.load().seq == Seq(1)
+
+
+class HeldSink(FakeSink):
+    """Holds its first write until the test releases it, so a later batch is handled while it is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
+        self.writing.set()
+        assert self.release.wait(10)  # bounded
+        return super().upsert(rows)
+
+
+def test_a_batch_without_writes_is_committed_only_after_the_write_in_flight_before_it(parts):
+    store, letters = parts
+    sink = HeldSink()
+    delivery = Delivery(sink, store, letters, RowMapper(MappingSettings(columns=["name"])), DocFilter().accepts,
+                        delete_unknown=False)
+    stats = RunStats()
+    writes = Writes(delivery, stats)
+    try:
+        writes.deliver(Batch((decode_row(row(1, "a", "A")),), Seq(1)))
+        assert sink.writing.wait(10)
+        writes.deliver(Batch((), Seq(2)))  # nothing to write: settled at once, but behind batch 1
+        assert store.load().seq is None and stats.batches == 0  # not committed past the write in flight
+        sink.release.set()
+        writes.finish()
+    finally:
+        writes.close(timeout=5)
+    assert store.load().seq == Seq(2) and stats.batches == 2
+    assert sink.rows == {"a": ("A",)} and store.lookup(["a"]).keys() == {"a"}
