@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__, stopping
-from bridge.config.settings import Settings, load_settings, parse_override
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError
 from bridge.run.builder import Bridge, parse_since
-from bridge.run.pipeline import RunStats
+from bridge.run.delivery import RunStats
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 

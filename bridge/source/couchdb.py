@@ -17,16 +17,16 @@ from urllib.parse import quote
 
 import requests
 
-from bridge.config.settings import SourceSettings, scrub_url
+from bridge.config.settings import RetrySettings, SourceSettings, scrub_url
 from bridge.errors import FeedInterrupted, NotFoundError, ProtocolError, StopRequested
-from bridge.model import Position, Seq
-from bridge.retry import RetryPolicy, call_with_retry
+from bridge.model import Position, Raw, Seq
+from bridge.retry import call_with_retry
 from bridge.source.changes_page import Page, RawRow, changes_params, filter_params, parse_page
 from bridge.source.couch_http import CouchHttp, classify, parse_json, reason
-from bridge.source.decode import ROW_SIZE_KEY, decode_seq
+from bridge.source.decode import decode_seq
 from bridge.source.marker import DatabaseMarker, MarkerWatch
 from bridge.source.sse import SseFeed, SseSource, abort
-from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
+from bridge.source.sse_parser import couchdb_event_seq, couchdb_eventsource_params
 
 __all__ = ["CouchSource", "Page", "RawRow", "classify"]
 
@@ -42,7 +42,7 @@ class CouchSource:
         self,
         settings: SourceSettings,
         *,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
     ) -> None:
@@ -55,21 +55,34 @@ class CouchSource:
         self._stream: SseSource | None = None
         self._closed = False
         self._marker = DatabaseMarker(self._http)
-        self._watch = MarkerWatch(settings, self._marker, on_lost=self._interrupt)
+        self._watch = MarkerWatch(settings, self._marker, on_lost=self._abort_reads)
         self._following = False
 
     @property
     def marker_doc(self) -> str:
         return self._marker.doc
 
-    def close(self) -> None:
-        """Abort any read in progress (safe from another thread) and release the connection."""
+    @property
+    def retry(self) -> RetrySettings:
+        """How transient faults are retried; the start-up checks switch it for a few quick tries."""
+        return self._retry
+
+    @retry.setter
+    def retry(self, value: RetrySettings) -> None:
+        self._retry = value
+
+    def interrupt(self) -> None:
+        """Abort any read in progress; safe from another thread (the reading thread then closes)."""
         self._closed = True  # before reading _response: _page sets it, then looks at this
+        self._abort_reads()
+
+    def close(self) -> None:
+        """Abort any read and release the connection: from the thread that reads, or after it finished."""
+        self.interrupt()
         self._watch.stop()
-        self._interrupt()
         self._http.close()
 
-    def _interrupt(self) -> None:
+    def _abort_reads(self) -> None:
         """Shut the connection of a read in progress, so the reader notices a stop or a lost marker now."""
         response, stream = self._response, self._stream
         if response is not None:
@@ -117,10 +130,6 @@ class CouchSource:
         """See DatabaseMarker.ensure; the marker found or written is the one watched while following."""
         return self._marker.ensure(pipeline_id, expected)
 
-    def adopt_marker(self, doc: str, token: str | None) -> None:
-        """Watch the marker another instance checked at start-up."""
-        self._marker.adopt(doc, token)
-
     def marker_intact(self) -> bool:
         """True unless the database lost the marker written or read by `ensure_marker`."""
         return self._marker.intact()
@@ -157,8 +166,9 @@ class CouchSource:
 
     # -- the feed ------------------------------------------------------------------------------------------
 
-    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[RawRow | SseEvent | Position]:
-        """Rows after `since` (None: from the start) and a Position after each page.
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Raw | Position]:
+        """Rows after `since` (None: from the start), each with its share of its page's bytes, and a Position
+        after each page.
 
         Pages are read with `feed=normal` until caught up, then (with `follow`) with `feed=longpoll`, or
         with `feed=eventsource` when so configured (its events are decoded by decode_couch_item).
@@ -176,7 +186,7 @@ class CouchSource:
         finally:
             self._watch.stop()
 
-    def _changes(self, since: Seq | None, follow: bool) -> Iterator[RawRow | SseEvent | Position]:
+    def _changes(self, since: Seq | None, follow: bool) -> Iterator[Raw | Position]:
         position = since
         caught_up = False
         while not self._stop.is_set():
@@ -193,9 +203,7 @@ class CouchSource:
             )
             size = page.nbytes // max(1, len(page.rows))
             for row in page.rows:
-                if isinstance(row, dict):  # anything else is dead-lettered by decode_row
-                    row[ROW_SIZE_KEY] = size
-                yield row
+                yield row, size
             if page.last_seq is not None:
                 position = page.last_seq
             if page.pending is not None:
@@ -207,7 +215,7 @@ class CouchSource:
             if caught_up and not follow:
                 return
 
-    def _eventsource(self, since: Seq | None) -> Iterator[SseEvent | Position]:
+    def _eventsource(self, since: Seq | None) -> Iterator[Raw | Position]:
         """Follow with `feed=eventsource`: each event's id is its seq, sent back as Last-Event-ID."""
         settings = self._settings
         params = couchdb_eventsource_params(since, int(settings.heartbeat * 1000))

@@ -14,10 +14,7 @@ from typing import Any
 from bridge.errors import DecodeError
 from bridge.model import Change, Seq
 
-__all__ = ["decode_row", "decode_seq", "lone_surrogate_path", "ROW_SIZE_KEY", "UnreadableRow"]
-
-ROW_SIZE_KEY = "_bridge_size"
-"""A source may store a row's approximate wire size under this key (for byte-sized batches)."""
+__all__ = ["decode_row", "decode_seq", "lone_surrogate_path", "UnreadableRow"]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -79,19 +76,19 @@ def decode_seq(value: Any) -> Seq | None:
     return Seq(value)
 
 
-def decode_row(row: Any) -> Change:
-    """Decode one parsed row of a `_changes` response.
+def decode_row(row: Any, size: int = 0) -> Change:
+    """Decode one parsed row of a `_changes` response; `size` is its approximate size on the wire.
 
-    Raises DecodeError when the row is not a JSON object with a string `id`.
+    Raises DecodeError when the row is not a JSON object with a string `id` (or holds a lone surrogate).
     """
     if type(row) is dict:
-        change = _decode_plain(row)
+        change = _decode_plain(row, size)
         if change is not None:
             return change
-    return _decode_general(row)
+    return _decode_general(row, size)
 
 
-def _decode_plain(row: dict[str, Any]) -> Change | None:
+def _decode_plain(row: dict[str, Any], size: int) -> Change | None:
     """The common row (exact dict, str or int seq, str id, dict doc or none) with exact type checks only,
     which cost a fraction of the ABC checks below; None hands anything else to the general path."""
     seq = row.get("seq")
@@ -108,10 +105,10 @@ def _decode_plain(row: dict[str, Any]) -> Change | None:
     rev = first.get("rev") if first is not None else None
     if type(rev) is not str:
         rev = None
-    return Change(Seq(seq), doc_id, row.get("deleted") is True, doc, rev, row.get(ROW_SIZE_KEY, 0))
+    return Change(Seq(seq), doc_id, row.get("deleted") is True, doc, rev, size)
 
 
-def _decode_general(row: Any) -> Change:
+def _decode_general(row: Any, size: int) -> Change:
     if isinstance(row, UnreadableRow):
         raise DecodeError(row.reason, seq=decode_seq(row.get("seq")))
     if not isinstance(row, Mapping):
@@ -128,5 +125,4 @@ def _decode_general(row: Any) -> Change:
     if isinstance(changes, list) and changes and isinstance(changes[0], Mapping):
         first = changes[0].get("rev")
         rev = first if isinstance(first, str) else None
-    size = row.get(ROW_SIZE_KEY, 0)
     return Change(seq=seq, doc_id=doc_id, deleted=row.get("deleted") is True, doc=doc, rev=rev, size=size)
