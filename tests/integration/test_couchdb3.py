@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.config.settings import load_settings
+from bridge.config.loader import load_settings
 from tests.conftest import fresh_database
 from tests.integration.test_identity import dead_letters, delete, once, person, rows_for, save
 from tests.support.couch_api import CouchDatabase, CouchServer, with_credentials
