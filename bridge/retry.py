@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bridge.errors import StopRequested, TransientError
@@ -31,6 +31,8 @@ class RetryPolicy:
     """The cap on any one wait, in seconds."""
     max_tries: int | None = None
     """Give up and re-raise after this many attempts; None retries until stopped."""
+    on_retry: Callable[[str, str], None] | None = field(default=None, compare=False)
+    """Told (what, error class name) before each retry: how the metrics count retries."""
 
     def __post_init__(self) -> None:
         if self.initial_delay <= 0:
@@ -77,6 +79,8 @@ def call_with_retry(
             if stop.is_set():
                 raise StopRequested(f"stop requested while retrying {what}") from exc
             delay = next(schedule)
+            if policy.on_retry is not None:
+                policy.on_retry(what, type(exc).__name__)
             logger.warning(
                 "retrying %s in %.2fs (attempt %d): %s: %s",
                 what,

@@ -23,6 +23,7 @@ from bridge.core.mapping import RowMapper
 from bridge.core.planning import Accepts, Plan, Refusal, candidate_external_ids, plan_batch
 from bridge.errors import BridgeError, RejectedError, StopRequested
 from bridge.model import Batch, Change, Delete, Position, Rejection, Seq, Upsert
+from bridge.ops.events import NO_EVENTS, Events
 from bridge.source.decode import ROW_SIZE_KEY
 from bridge.state.checkpoint import Sent, StateStore
 from bridge.state.deadletter import DeadLetterFile
@@ -77,7 +78,10 @@ class Delivery:
         accepts: Accepts,
         *,
         delete_unknown: bool,
+        events: Events = NO_EVENTS,
     ) -> None:
+        self.events = events
+        """Told of every refusal and commit (the metrics)."""
         self._sink = sink
         self._store = store
         self._deadletters = deadletters
@@ -89,7 +93,10 @@ class Delivery:
         """Record refusals found before planning (undecodable rows) in the dead-letter file."""
         for refusal in refusals:
             logger.error("dead-lettered %r at seq %s: %s", refusal.doc_id, refusal.seq, refusal.reason)
-        return self._deadletters.append(refusals)
+        dead = self._deadletters.append(refusals)
+        if dead:
+            self.events.dead_lettered(dead)
+        return dead
 
     def deliver(self, batch: Batch, stats: RunStats) -> None:
         """Make PANDA hold the batch's rows, then commit the batch's position with the record of what was sent."""
@@ -135,11 +142,14 @@ class Delivery:
                                     rejection.status, doc))
         dead = self.refuse(refusals)
         self._store.commit(records, batch.position)
+        upserted = len(plan.upserts) - sum(isinstance(r.op, Upsert) for r in rejected)
+        deleted = len(plan.deletes) - sum(isinstance(r.op, Delete) for r in rejected)
         stats.batches += 1
         stats.received += batch.received
-        stats.upserted += len(plan.upserts) - sum(isinstance(r.op, Upsert) for r in rejected)
-        stats.deleted += len(plan.deletes) - sum(isinstance(r.op, Delete) for r in rejected)
+        stats.upserted += upserted
+        stats.deleted += deleted
         stats.unchanged += plan.unchanged
+        self.events.committed(batch.received, upserted, deleted, plan.unchanged)
         stats.dead_lettered += dead
         if batch.position is not None:
             stats.position = batch.position
@@ -147,6 +157,7 @@ class Delivery:
             logger.info(
                 "batch committed: %d changes, %d upserts, %d deletes, %d unchanged, %d dead-lettered; seq %s",
                 len(changes), len(plan.upserts), len(plan.deletes), plan.unchanged, dead, batch.position,
+                extra={"seq": str(batch.position) if batch.position is not None else None},
             )
 
     def independent(self, planned: Planned, batch: Batch) -> bool:
@@ -347,6 +358,8 @@ def run(
                               name="bridge-reader", daemon=True)
     reader.start()
     writes = _Writes(delivery, stats)
+    events = delivery.events
+    events.started([reader])
     caught_up = False
     last_stats = clock()
     failure: BaseException | None = None
@@ -365,6 +378,8 @@ def run(
                     break
                 if item is not None:
                     entries, refusals = _decoded(item, decode)
+                    positions = sum(isinstance(raw, Position) for raw in item[-1:])  # the reader ends a chunk there
+                    events.read(len(item) - positions, len(entries) - positions)
                     if refusals:
                         stats.dead_lettered += delivery.refuse(refusals)
                     for entry in entries:
@@ -372,8 +387,9 @@ def run(
                             batcher.add(entry)
                         else:
                             batcher.advance(entry)
+                            events.position(entry.caught_up, entry.pending)
                             if entry.caught_up and not caught_up:
-                                logger.info("caught up at seq %s", entry.seq)
+                                logger.info("caught up at seq %s", entry.seq, extra={"seq": str(entry.seq)})
                             caught_up = entry.caught_up
                         if batcher.due():  # inside the chunk, so no batch outgrows its limits
                             _deliver(batcher, writes)

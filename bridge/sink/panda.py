@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from bridge.errors import (
     SinkUnavailable,
 )
 from bridge.model import Delete, Rejection, Upsert
+from bridge.ops.events import NO_EVENTS, PANDA, Events
 from bridge.retry import RetryPolicy, call_with_retry
 
 __all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
@@ -112,6 +114,7 @@ class PandaSink:
         stop: threading.Event,
         session: requests.Session | None = None,
         width: int | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         """`width` is the cells per row of the configured mapping (ensure_dataset checks it against the
         dataset); a refusal that expects another count then means the dataset changed under the bridge."""
@@ -143,6 +146,7 @@ class PandaSink:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
+        self._events = events
 
     # plumbing
 
@@ -156,6 +160,7 @@ class PandaSink:
         body: bytes | None = None,
     ) -> requests.Response:
         headers = self._headers if body is None else {**self._headers, "Content-Type": "application/json"}
+        began = time.perf_counter()
         try:
             response = self._session.request(
                 method,
@@ -167,12 +172,20 @@ class PandaSink:
                 allow_redirects=False,
             )
         except _NETWORK_ERRORS as exc:
+            self._events.request(PANDA, False, method, time.perf_counter() - began)
             raise SinkUnavailable(
                 "PANDA %s %s failed: %s" % (method, urlsplit(url).path, type(exc).__name__)
             ) from exc
         except requests.RequestException as exc:
+            self._events.request(PANDA, False, method, time.perf_counter() - began)
             raise ProtocolError("PANDA %s %s failed: %s" % (method, urlsplit(url).path, exc)) from exc
-        classify(response, data_endpoint=data_endpoint)
+        seconds = time.perf_counter() - began
+        try:
+            classify(response, data_endpoint=data_endpoint)
+        except SinkUnavailable:  # 5xx, 429, locked: PANDA is not accepting writes now
+            self._events.request(PANDA, False, method, seconds)
+            raise
+        self._events.request(PANDA, True, method, seconds)
         return response
 
     def _retrying(self, fn: Callable[[], T], what: str) -> T:

@@ -30,12 +30,13 @@ from bridge.errors import (
     StopRequested,
 )
 from bridge.model import Position, Seq
+from bridge.ops.events import NO_EVENTS, SOURCE, Events
 from bridge.retry import RetryPolicy, call_with_retry
 from bridge.source.decode import ROW_SIZE_KEY, decode_seq
 from bridge.source.sse import SseFeed, SseSource, abort
 from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
 
-__all__ = ["CouchSource", "Page", "RawRow", "classify"]
+__all__ = ["CouchSource", "Page", "RawRow", "classify", "writes_since"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,10 @@ class CouchSource:
         retry: RetryPolicy,
         stop: threading.Event,
         session: requests.Session | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         self._settings = settings
+        self._events = events
         self._retry = retry
         self._stop = stop
         self.server, auth = _split_credentials(settings.url, settings.username, settings.password)
@@ -90,11 +93,15 @@ class CouchSource:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One request with the source's timeouts; network failures become SourceUnavailable."""
         try:
-            return self._session.request(method, url, timeout=self._timeout, **kwargs)
+            response = self._session.request(method, url, timeout=self._timeout, **kwargs)
         except requests.Timeout:
+            self._events.request(SOURCE, False)
             raise SourceUnavailable(f"CouchDB at {self.server} timed out") from None
         except requests.RequestException as exc:
+            self._events.request(SOURCE, False)
             raise SourceUnavailable(f"CouchDB at {self.server} unreachable: {type(exc).__name__}") from None
+        self._events.request(SOURCE, response.status_code < 500 and response.status_code not in (412, 429))
+        return response
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         response = self._send(method, url, **kwargs)
@@ -123,6 +130,21 @@ class CouchSource:
         if seq is None:
             raise ProtocolError("the server gave no last_seq for since=now")
         return seq
+
+    def pending_after(self, since: Seq | None) -> int | None:
+        """How many changes the database holds after `since` (before any filter of the bridge's own).
+
+        CouchDB says so itself (`pending`); where a server does not (PouchDB, CouchDB 1.x) and seqs are
+        integers, the difference with `update_seq` counts the writes since. None when neither is known.
+        """
+        params = {"since": since.as_param() if since is not None else "0", "limit": "1"}
+        body = call_with_retry(lambda: self._get_json("/_changes", params=params), policy=self._retry,
+                               stop=self._stop, what="reading the pending changes")
+        if isinstance(body, Mapping):
+            pending, results = body.get("pending"), body.get("results")
+            if isinstance(pending, int) and not isinstance(pending, bool) and isinstance(results, list):
+                return pending + len(results)
+        return writes_since(self.info(), since)
 
     def get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         """The current winning revision of a document, or None when it is deleted or missing."""
@@ -220,7 +242,7 @@ class CouchSource:
             else:
                 caught_up = len(page.rows) < self._settings.page_size
             if position is not None:
-                yield Position(position, caught_up=caught_up)
+                yield Position(position, caught_up=caught_up, pending=page.pending)
             if caught_up and not follow:
                 return
             if longpoll and time.monotonic() - self._marker_checked > 30 and not call_with_retry(
@@ -240,6 +262,7 @@ class CouchSource:
             f"{self.db_url}/_changes", params=params, connect_timeout=settings.connect_timeout,
             read_timeout=settings.effective_read_timeout, retry=self._retry, stop=self._stop,
             min_reconnect=settings.min_reconnect, max_reconnect=settings.max_reconnect, session=self._session,
+            events=self._events,
         )
         yield from SseFeed(stream, seq_of=couchdb_event_seq).changes(since, follow=True)
 
@@ -316,6 +339,7 @@ class CouchSource:
         try:
             body = b"".join(response.iter_content(_READ_CHUNK))
         except requests.RequestException as exc:
+            self._events.request(SOURCE, False)
             raise FeedInterrupted(f"the changes feed broke off: {type(exc).__name__}", seq=since) from None
         finally:
             self._response = None
@@ -330,6 +354,16 @@ class CouchSource:
             pending=pending if isinstance(pending, int) and not isinstance(pending, bool) else None,
             nbytes=len(body),
         )
+
+
+def writes_since(info: Mapping[str, Any], since: Seq | None) -> int | None:
+    """Writes to the database after `since`, from its info's `update_seq`, where seqs are integers
+    (PouchDB, CouchDB 1.x); None for CouchDB 2+'s opaque seqs, whose pages say `pending` themselves."""
+    update = decode_seq(info.get("update_seq"))
+    start = 0 if since is None else since.value
+    if update is not None and isinstance(update.value, int) and isinstance(start, int):
+        return max(0, update.value - start)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
