@@ -29,6 +29,8 @@ __all__ = [
     "CheckpointSettings",
     "BatchSettings",
     "RetrySettings",
+    "HttpSettings",
+    "LogSettings",
     "Settings",
     "load_settings",
     "parse_override",
@@ -250,6 +252,30 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The operating endpoint: /metrics, /healthz and /readyz."""
+
+    listen: str = ""
+    """`host:port` to serve on (e.g. 127.0.0.1:9464; `[::1]:9464` for IPv6); empty serves nothing."""
+
+    def __post_init__(self) -> None:
+        if self.listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):\d{1,5}", self.listen):
+            raise ConfigError(f"[http] listen must be host:port (e.g. 127.0.0.1:9464), got {self.listen!r}")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How log lines are written (to stderr)."""
+
+    format: str = "text"
+    """`text` (one readable line per event) or `json` (one JSON object per line, for a log shipper)."""
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"[log] format must be 'text' or 'json', got {self.format!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one pipeline needs."""
 
@@ -259,6 +285,8 @@ class Settings:
     checkpoint: CheckpointSettings
     batch: BatchSettings
     retry: RetrySettings
+    http: HttpSettings = field(default_factory=HttpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint belongs to: source, filter, dataset and mapping, never credentials."""
@@ -284,6 +312,8 @@ _SECTIONS: dict[str, type] = {
     "checkpoint": CheckpointSettings,
     "batch": BatchSettings,
     "retry": RetrySettings,
+    "http": HttpSettings,
+    "log": LogSettings,
 }
 _SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
 

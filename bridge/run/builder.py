@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,18 @@ from bridge.core.filtering import DocFilter, compile_selector
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
+from bridge.ops.dryrun import DryDeadLetters, DryRunSink
+from bridge.ops.events import NO_EVENTS, Events
 from bridge.retry import RetryPolicy
 from bridge.run.pipeline import Decode, Delivery, RunStats, Source, run
 from bridge.sink.panda import PandaSink
-from bridge.source.couchdb import CouchSource
+from bridge.source.couchdb import CouchSource, writes_since
 from bridge.source.decode import decode_row
 from bridge.source.sse import SseFeed, SseSource
 from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
 from bridge.state.checkpoint import Checkpoint, StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
+from bridge.state.snapshot import SnapshotStore
 
 __all__ = ["parse_since", "Bridge"]
 
@@ -59,12 +63,17 @@ def _event_seq(event: SseEvent) -> Seq | None:
 class Bridge:
     """The adapters of one pipeline, opened together and closed together."""
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event, *, events: Events = NO_EVENTS,
+                 dry_run: bool = False) -> None:
+        """`events` is told what happens (metrics); `dry_run` reads as usual and writes nothing anywhere."""
         self.settings = settings
         self.stop = stop
-        self.retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay)
-        self.store = StateStore(Path(settings.checkpoint.path))
-        self.deadletters = DeadLetterFile(settings.checkpoint.deadletter_path)
+        self.events = events
+        self.dry_run = dry_run
+        self.retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay, on_retry=events.retried)
+        path = Path(settings.checkpoint.path)
+        self.store = SnapshotStore(path) if dry_run else StateStore(path)
+        self.deadletters = (DryDeadLetters if dry_run else DeadLetterFile)(settings.checkpoint.deadletter_path)
         self.mapper = RowMapper(settings.mapping)
         source = settings.source
         self.filter = DocFilter(
@@ -72,6 +81,8 @@ class Bridge:
             doc_ids=frozenset(source.doc_ids) if source.doc_ids else None,
         )
         self.couch: CouchSource | None = None
+        self.source_info: Mapping[str, Any] = {}
+        """The CouchDB database's info as read at start-up."""
         self.source: Source
         self.decode: Decode
         if source.kind == "couchdb":
@@ -82,19 +93,20 @@ class Bridge:
             stream = SseSource(
                 source.url, headers=source.headers, connect_timeout=source.connect_timeout,
                 read_timeout=source.effective_read_timeout, retry=self.retry, stop=stop,
-                min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect,
+                min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect, events=events,
             )
             self.source = SseFeed(stream, seq_of=_event_seq)
             self.decode = functools.partial(decode_sse_event, spec=spec)
         self.sink = self._sink(self.retry)
 
     def _couch(self, policy: RetryPolicy) -> CouchSource:
-        return CouchSource(self.settings.source, retry=policy, stop=self.stop)
+        return CouchSource(self.settings.source, retry=policy, stop=self.stop, events=self.events)
 
-    def _sink(self, policy: RetryPolicy) -> PandaSink:
+    def _sink(self, policy: RetryPolicy) -> PandaSink | DryRunSink:
         panda = self.settings.panda
-        return PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
-                         retry=policy, stop=self.stop, width=len(self.settings.mapping.columns))
+        sink = PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
+                         retry=policy, stop=self.stop, width=len(self.settings.mapping.columns), events=self.events)
+        return DryRunSink(sink) if self.dry_run else sink
 
     def close(self) -> None:
         self.source.close()
@@ -107,7 +119,7 @@ class Bridge:
         A server that cannot be reached within a few quick tries is a configuration error (exit 2); the
         patient retries are for faults that start once the bridge is running.
         """
-        quick = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=_STARTUP_TRIES)
+        quick = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=_STARTUP_TRIES, on_retry=self.events.retried)
         couch = self._couch(quick) if self.couch is not None else None
         sink = self._sink(quick)
         try:
@@ -119,7 +131,7 @@ class Bridge:
                 couch.close()
             sink.close()
 
-    def _prepare(self, couch: CouchSource | None, sink: PandaSink) -> Checkpoint | None:
+    def _prepare(self, couch: CouchSource | None, sink: PandaSink | DryRunSink) -> Checkpoint | None:
         settings = self.settings
         saved = self.store.load()
         if saved is not None:
@@ -130,6 +142,7 @@ class Bridge:
             except TransientError as exc:
                 raise ConfigError(f"cannot start: reading CouchDB database {settings.source.database!r} at "
                                   f"{scrub_url(settings.source.url)} failed: {exc}") from None
+            self.source_info = info
             logger.info("source: database %r, %s documents, update_seq %s",
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
@@ -156,8 +169,8 @@ class Bridge:
 
     def _mark(self, couch: CouchSource | None, expected: str | None) -> str | None:
         """Check or write the database marker; the running source then watches it."""
-        if couch is None or self.couch is None:
-            return None
+        if couch is None or self.couch is None or (self.dry_run and expected is None):
+            return None  # a dry run reads the marker it is given but never writes one
         marker = couch.ensure_marker(self.settings.fingerprint_hash(), expected)
         self.couch.adopt_marker(couch.marker_doc, marker)
         return marker
@@ -191,7 +204,15 @@ class Bridge:
         limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
-        return run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+        if self.couch is not None:  # an estimate from start-up's info: no request of its own
+            self.events.behind(writes_since(self.source_info, start))
+        try:
+            stats = run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+        except BaseException as exc:
+            self.events.stopped(exc)
+            raise
+        self.events.stopped(None)
+        return stats
 
     def _record_complete(self) -> bool:
         """True when the record of sent rows covers the whole dataset (it was empty when the record began).
@@ -205,7 +226,7 @@ class Bridge:
     def delivery(self, deadletters: DeadLetterFile, *, delete_unknown: bool) -> Delivery:
         """The planning and delivery stage over this bridge's sink and state."""
         return Delivery(self.sink, self.store, deadletters, self.mapper, self.filter.accepts,
-                        delete_unknown=delete_unknown)
+                        delete_unknown=delete_unknown, events=self.events)
 
     def retry_dead_letters(self, letters: DeadLetterFile, entries: list[DeadLetter]) -> list[DeadLetter]:
         """Deliver the dead-lettered documents again as they are now in the source; returns what is still refused.
