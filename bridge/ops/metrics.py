@@ -8,6 +8,7 @@ A registry of its own per pipeline, so nothing of the process-wide default regis
 from __future__ import annotations
 
 import functools
+import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -44,14 +45,16 @@ class Metrics(Events):
         self._pipeline = pipeline
         self._request_seconds = Histogram("bridge_panda_request_seconds", "Time of each PANDA request.",
                                           ["pipeline", "method"], buckets=_BUCKETS, registry=self.registry)
-        gauge("bridge_pending_changes", "Changes in the source not yet committed to PANDA.").labels(
-            **labels).set_function(lambda: float(tracker.pending() or 0))
+        gauge("bridge_pending_changes", "Changes in the source not yet committed to PANDA (NaN until known).").labels(
+            **labels).set_function(functools.partial(_pending, tracker))
         gauge("bridge_lag_seconds", "Age of the oldest change read but not yet committed (0 when caught up).").labels(
             **labels).set_function(tracker.lag)
         gauge("bridge_last_commit_timestamp_seconds", "Unix time of the last committed batch (0 before one).").labels(
             **labels).set_function(lambda: tracker.last_commit or 0.0)
         gauge("bridge_caught_up", "1 once the feed reached its end and everything read is committed.").labels(
             **labels).set_function(lambda: 1.0 if tracker.caught_up else 0.0)
+        gauge("bridge_ready", "1 when /readyz answers 200: caught up, and both ends answered the last request.").labels(
+            **labels).set_function(lambda: 1.0 if tracker.readiness().ready else 0.0)
         up = gauge("bridge_up", "1 when the last request to that end got an answer.", ("end",))
         for end in (SOURCE, PANDA):
             up.labels(pipeline=pipeline, end=end).set_function(functools.partial(_is_up, tracker, end))
@@ -81,3 +84,8 @@ class Metrics(Events):
 
 def _is_up(tracker: Tracker, end: str) -> float:
     return 1.0 if tracker.up[end] else 0.0
+
+
+def _pending(tracker: Tracker) -> float:
+    pending = tracker.pending()  # unknown before CouchDB 2+'s first page: NaN, never a misleading 0
+    return math.nan if pending is None else float(pending)

@@ -48,6 +48,7 @@ def test_metrics_and_readiness_through_a_backfill_a_follow_and_a_panda_outage(pi
         assert value(after, "bridge_changes_total", pipeline=PIPELINE) == 5000
         assert value(after, "bridge_pending_changes", pipeline=PIPELINE) == 0
         assert value(after, "bridge_caught_up", pipeline=PIPELINE) == 1
+        assert value(after, "bridge_ready", pipeline=PIPELINE) == 1
         assert value(after, "bridge_lag_seconds", pipeline=PIPELINE) == 0
         assert value(after, "bridge_up", pipeline=PIPELINE, end="source") == 1
         assert value(after, "bridge_up", pipeline=PIPELINE, end="panda") == 1
