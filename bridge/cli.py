@@ -26,7 +26,7 @@ from bridge.config.settings import Settings, load_settings, parse_override
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.check import report, run_checks
 from bridge.ops.config_show import render_settings
-from bridge.ops.dryrun import DryRunSink
+from bridge.ops.dryrun import DryDeadLetters, DryRunSink
 from bridge.ops.logformat import configure_logging
 from bridge.ops.observe import observed
 from bridge.ops.status import gather_status, render_status
@@ -198,7 +198,7 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
         _install_signals(stop)
     with contextlib.ExitStack() as held:
         if not dry_run:
-            held.enter_context(InstanceLock(Path(settings.checkpoint.path)))
+            held.enter_context(InstanceLock(Path(settings.checkpoint.path), "bridge run" if follow else "bridge once"))
         events = held.enter_context(observed(settings, listen=settings.http.listen, bar=progress))
         bridge = Bridge(settings, stop, events=events, dry_run=dry_run)
         try:
@@ -206,7 +206,8 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
         finally:
             bridge.close()
     if isinstance(bridge.sink, DryRunSink):
-        print(bridge.sink.summary(), flush=True)
+        dead = bridge.deadletters.would_append if isinstance(bridge.deadletters, DryDeadLetters) else 0
+        print(bridge.sink.summary(dead), flush=True)
         logger.info("dry run stopped at seq %s; nothing was written", stats.position)
         return 0
     logger.info("stopped; checkpoint at seq %s (%s)", stats.position, settings.checkpoint.path)
@@ -242,7 +243,7 @@ def checkpoint_command(settings: Settings, action: str) -> int:
     try:
         saved = store.load()
         if action == "reset":
-            with InstanceLock(path):
+            with InstanceLock(path, "bridge checkpoint reset"):
                 store.reset()
             logger.info("checkpoint %s reset: the next run starts from the beginning and re-sends every row", path)
             return 0
@@ -282,7 +283,7 @@ def deadletter_command(settings: Settings, action: str) -> int:
 def retry_dead_letters(settings: Settings, letters: DeadLetterFile, entries: list[DeadLetter]) -> int:
     """Deliver each dead-lettered document again, as it is now in the source; keep those still refused."""
     stop = threading.Event()
-    with InstanceLock(Path(settings.checkpoint.path)):
+    with InstanceLock(Path(settings.checkpoint.path), "bridge deadletter retry"):
         bridge = Bridge(settings, stop)
         try:
             kept = bridge.retry_dead_letters(letters, entries)

@@ -72,9 +72,11 @@ class DryRunSink:
             self._shown += 1
             print("would send " + json.dumps(line, ensure_ascii=False), file=self._out, flush=True)
 
-    def summary(self) -> str:
+    def summary(self, dead_letters: int = 0) -> str:
+        """What the run would have done, for the end of a dry run."""
         return (f"dry run: would send {self.upserts} upserts and {self.deletes} deletes "
-                f"(first {min(SHOWN, self.upserts + self.deletes)} shown); nothing was written")
+                f"(first {min(SHOWN, self.upserts + self.deletes)} shown) and dead-letter {dead_letters} changes; "
+                "nothing was written")
 
     def close(self) -> None:
         self._real.close()

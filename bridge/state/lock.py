@@ -1,8 +1,8 @@
 """One bridge per state file: an OS lock (flock) on `<state file>.lock`, held for the process's life.
 
 The kernel releases the lock when the process ends, however it ends (kill -9 included), so there is never
-a stale lock to remove by hand; the file itself stays and only says which pid held it last. Read-only
-commands never take the lock: `holder()` only probes it.
+a stale lock to remove by hand; the file itself stays and only says who held it last, as
+`<purpose> (pid N)`. Read-only commands never take the lock: `holder()` only probes it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -30,17 +31,21 @@ def lock_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".lock")
 
 
+_PID = re.compile(r"\(pid (\d+)\)")
+
+
 def _read_pid(fd: int) -> int | None:
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 32).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None
+    found = _PID.search(os.pread(fd, 200, 0).decode("utf-8", "replace"))
+    return int(found.group(1)) if found else None
 
 
 class InstanceLock:
     """The exclusive lock of one state file; `acquire` raises InstanceLocked naming the holder's pid."""
 
-    def __init__(self, state_path: Path) -> None:
+    def __init__(self, state_path: Path, purpose: str = "bridge") -> None:
+        """`purpose` names the holder in the lock file, e.g. `bridge run`."""
         self.state_path = state_path
+        self.purpose = purpose
         self.path = lock_path(state_path)
         self._fd: int | None = None
 
@@ -66,7 +71,7 @@ class InstanceLock:
                     ) from None
                 time.sleep(_PAUSE)
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{self.purpose} (pid {os.getpid()})\n".encode())
         self._fd = fd
         return self
 

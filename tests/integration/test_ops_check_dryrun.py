@@ -113,7 +113,7 @@ def test_dry_run_prints_what_it_would_send_and_writes_nothing(pipeline, couch_db
     shown = [json.loads(line[len("would send "):]) for line in result.stdout.splitlines()
              if line.startswith("would send ")]
     assert len(shown) == 10 and shown[0] == {"upsert": "doc-00000", "data": ["First0", "Last0", "Employer 0"]}
-    assert "dry run: would send 25 upserts and 0 deletes" in result.stdout
+    assert "dry run: would send 25 upserts and 0 deletes (first 10 shown) and dead-letter 0 changes" in result.stdout
     assert writes(panda) == [] and state_files(pipeline) == [] and marker(pipeline, couch_db) is None
 
     # After a real run: changes since are planned against the saved record, and still nothing is written.
@@ -145,3 +145,23 @@ def test_run_dry_run_follows_and_writes_nothing(pipeline, couch_db, panda):
     finally:
         assert watched.stop() == 0, watched.log
     assert writes(panda) == [] and state_files(pipeline) == [] and marker(pipeline, couch_db) is None
+
+
+def test_check_and_status_on_an_event_stream(tmp_path, panda):
+    from tests.support.pipeline import Pipeline
+    from tests.support.sse_server import Entry, SseServer
+
+    events = {"id_path": "key", "doc_path": "body"}
+    entry = Entry(id="1", event="message", data=json.dumps({"key": "k1", "body": {"first_name": "A"}}))
+    with SseServer([entry], heartbeat=0.2) as server:
+        pipeline = Pipeline(source_url=server.url, database="", panda=panda, dir=tmp_path / "bridge",
+                            extra={"source": {"kind": "sse", "events": events, "heartbeat": 0.5}})
+        result = pipeline.cli("check")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"ok    source: event stream {server.url} answers" in result.stdout
+        shown = json.loads(pipeline.cli("status", "--json").stdout)
+        assert shown["pending"] is None and shown["seq"] is None and "source_error" not in shown
+    # The stream is gone. `run` would retry it (an event stream has no start-up check), `check` says it fails.
+    result = pipeline.cli("check")
+    assert result.returncode == 2 and "FAIL  source: cannot start: SourceUnavailable" in result.stdout
+    assert writes(panda) == [] and state_files(pipeline) == []

@@ -18,6 +18,7 @@ def mirrored(pipeline, couch_db) -> bool:
 
 def status(pipeline, *args: str, panda_key: bool = True) -> dict:
     """`bridge status --json`, parsed; without PANDA_API_KEY in its environment unless `panda_key`."""
+    pipeline.write_config() if not pipeline.config.exists() else None
     env = pipeline.env()
     if not panda_key:
         del env["PANDA_API_KEY"]

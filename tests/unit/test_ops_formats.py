@@ -86,3 +86,14 @@ def test_parse_listen_refuses(text):
 ])
 def test_writes_since(update_seq, since, expected):
     assert writes_since({"update_seq": update_seq}, since) == expected
+
+
+@pytest.mark.parametrize("leak", ['pw: s3cr"t/x', 'pw: s3cr\\"t/x', "url: s3cr%22t%2Fx", "auth: Basic dTpzM2NyInQveA=="])
+def test_the_secret_scan_finds_every_form_of_a_leak(leak):
+    from tests.support.secrets import SecretScan
+
+    scan = SecretScan({"CouchDB password": 's3cr"t/x'}, user="u")
+    assert scan.check("a clean line\nanother", "run") == 2
+    with pytest.raises(AssertionError, match="log line 2 holds the CouchDB password") as failure:
+        scan.check("a clean line\n" + leak, "run")
+    assert 's3cr"t/x' not in str(failure.value)  # the failure names the secret's role, not the secret
