@@ -16,6 +16,7 @@ from bridge.ops.http import parse_listen
 from bridge.ops.logformat import JsonFormatter, redact
 from bridge.ops.progress import format_eta, progress_line
 from bridge.source.couchdb import writes_since
+from tests.support.secrets import SecretScan
 
 
 @pytest.mark.parametrize("done,total,rate,line", [
@@ -88,10 +89,9 @@ def test_writes_since(update_seq, since, expected):
     assert writes_since({"update_seq": update_seq}, since) == expected
 
 
-@pytest.mark.parametrize("leak", ['pw: s3cr"t/x', 'pw: s3cr\\"t/x', "url: s3cr%22t%2Fx", "auth: Basic dTpzM2NyInQveA=="])
+@pytest.mark.parametrize("leak", ['pw: s3cr"t/x', 'pw: s3cr\\"t/x', "url: s3cr%22t%2Fx",
+                                  "auth: Basic dTpzM2NyInQveA=="])
 def test_the_secret_scan_finds_every_form_of_a_leak(leak):
-    from tests.support.secrets import SecretScan
-
     scan = SecretScan({"CouchDB password": 's3cr"t/x'}, user="u")
     assert scan.check("a clean line\nanother", "run") == 2
     with pytest.raises(AssertionError, match="log line 2 holds the CouchDB password") as failure:
