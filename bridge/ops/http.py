@@ -55,7 +55,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.metrics.render(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             healthy = tracker.healthy()
-            self._json(200 if healthy else 503, {"healthy": healthy})
+            body: dict[str, Any] = {"healthy": healthy}
+            if tracker.error is not None:
+                body["error"] = type(tracker.error).__name__  # the class only: a message could quote a URL
+            self._json(200 if healthy else 503, body)
         elif path == "/readyz":
             readiness = tracker.readiness()
             self._json(200 if readiness.ready else 503, {

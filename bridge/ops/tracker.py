@@ -58,7 +58,8 @@ class Tracker(Events):
         """(when read, changes_read after that chunk), for chunks not yet wholly committed."""
         self._threads: Sequence[threading.Thread] = ()
         self._stopped = False
-        self._fatal: BaseException | None = None
+        self.error: BaseException | None = None
+        """What the pipeline stopped on (None while running or after a clean stop)."""
 
     # -- events -------------------------------------------------------------------------------------------
 
@@ -104,7 +105,7 @@ class Tracker(Events):
 
     def stopped(self, error: BaseException | None) -> None:
         self._stopped = True
-        self._fatal = error
+        self.error = error
 
     # -- derived ------------------------------------------------------------------------------------------
 
@@ -140,9 +141,7 @@ class Tracker(Events):
         return max(0.0, self._clock() - oldest)
 
     def healthy(self) -> bool:
-        """Not stopped on a fatal error, and every helper thread of a started pipeline alive."""
-        if self._fatal is not None:
-            return False
+        """Still running (not stopped, least of all on a fatal error) with every helper thread alive."""
         if self._stopped:
             return False
         return all(thread.is_alive() for thread in self._threads)
