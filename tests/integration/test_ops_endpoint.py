@@ -20,6 +20,11 @@ def mirrored(pipeline, couch_db) -> bool:
     return pipeline.rows() == pipeline.expected(couch_db.server.live_docs(couch_db.name))
 
 
+def _backfilling_with_a_total(base: str) -> bool:
+    answer = probe(base, "/readyz")
+    return answer is not None and answer[1]["reason"] == "backfilling" and answer[1]["pending"] is not None
+
+
 def test_metrics_and_readiness_through_a_backfill_a_follow_and_a_panda_outage(pipeline, couch_db, panda):
     server, db = couch_db.server, couch_db.name
     port = free_port()
@@ -30,8 +35,9 @@ def test_metrics_and_readiness_through_a_backfill_a_follow_and_a_panda_outage(pi
     panda.set_latency(2.0)  # every write takes 2 s until cleared: the backfill is visibly under way
     watched = Watched(pipeline.start())
     try:
-        wait_until(lambda: (probe(base, "/readyz") or (0, {}))[1].get("reason") == "backfilling",
-                   "/readyz said it is backfilling", process=watched.process)
+        # CouchDB 2+ says how many changes are pending with its first page: wait for that too.
+        wait_until(lambda: _backfilling_with_a_total(base), "/readyz said it is backfilling, with a total",
+                   process=watched.process)
         status, body = probe(base, "/readyz") or (0, {})
         during = scrape(base)
         assert probe(base, "/healthz") == (200, {"healthy": True})
