@@ -15,7 +15,8 @@ import pytest
 from bridge.config.settings import load_settings
 from bridge.emulator import DEFAULT_API_KEY
 from tests.support.couchdb_server import free_port
-from tests.support.pipeline import make_docs, wait_until
+from tests.support.pipeline import Pipeline, make_docs, wait_until
+from tests.support.sse_server import Entry, SseServer
 from tests.support.watch import Watched
 
 
@@ -149,9 +150,6 @@ def test_run_dry_run_follows_and_writes_nothing(pipeline, couch_db, panda):
 
 
 def test_check_and_status_on_an_event_stream(tmp_path, panda):
-    from tests.support.pipeline import Pipeline
-    from tests.support.sse_server import Entry, SseServer
-
     events = {"id_path": "key", "doc_path": "body"}
     entry = Entry(id="1", event="message", data=json.dumps({"key": "k1", "body": {"first_name": "A"}}))
     with SseServer([entry], heartbeat=0.2) as server:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import requests
 
 from tests.support.couchdb_server import free_port
+from tests.support.fault_proxy import FaultProxy
 from tests.support.ops import probe, scrape, value
-from tests.support.pipeline import deleted_ids, make_docs, wait_until, written_ids
+from tests.support.pipeline import Pipeline, deleted_ids, make_docs, wait_until, written_ids
 from tests.support.watch import Watched
 
 PIPELINE = "contributors"
@@ -118,3 +119,33 @@ def test_metrics_and_readiness_through_a_backfill_a_follow_and_a_panda_outage(pi
         code = watched.stop()
     assert code == 0, watched.log
     assert "serving /metrics, /healthz and /readyz on http://127.0.0.1:%d" % port in watched.log
+
+
+def test_readyz_says_when_the_source_is_unavailable(couch_db, panda, tmp_path):
+    server, db = couch_db.server, couch_db.name
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server.bulk_docs(db, make_docs(20))
+    with FaultProxy(server.url) as proxy:
+        pipeline = Pipeline(source_url=proxy.url, database=db, panda=panda, dir=tmp_path / "bridge",
+                            extra={"http": {"listen": f"127.0.0.1:{port}"},
+                                   "retry": {"initial_delay": 0.05, "max_delay": 0.3}})
+        watched = Watched(pipeline.start())
+        try:
+            wait_until(lambda: (probe(base, "/readyz") or (0,))[0] == 200, "ready", process=watched.process)
+            proxy.refuse(path="/_changes", count=None)  # every next feed request is reset
+            server.bulk_docs(db, make_docs(1, start=100))  # ends the open longpoll; the next one is refused
+            wait_until(lambda: (probe(base, "/readyz") or (0, {}))[1].get("reason") == "source unavailable",
+                       "/readyz said the source is unavailable", process=watched.process)
+            down = scrape(base)
+            assert value(down, "bridge_up", pipeline=PIPELINE, end="source") == 0
+            assert value(down, "bridge_up", pipeline=PIPELINE, end="panda") == 1
+            assert value(down, "bridge_retries_total", pipeline=PIPELINE, what="reading the changes feed",
+                         error="SourceUnavailable") >= 1
+            assert probe(base, "/healthz") == (200, {"healthy": True})
+            proxy.clear()
+            wait_until(lambda: (probe(base, "/readyz") or (0,))[0] == 200, "ready again", process=watched.process)
+            assert mirrored(pipeline, couch_db)
+        finally:
+            code = watched.stop()
+    assert code == 0, watched.log
