@@ -1,7 +1,8 @@
 """Issue 12: the HTTP endpoint of a running bridge, scraped over HTTP during a backfill and a live follow.
 
 /metrics is parsed with prometheus_client's parser and its counters compared with what the PANDA emulator
-received; /readyz follows the run (503 while backfilling, 200 once caught up, 503 while PANDA answers 503).
+received; /readyz follows the run (503 while backfilling, 200 once caught up, 503 while PANDA answers 503
+or while the source cannot be reached).
 """
 
 from __future__ import annotations
