@@ -8,14 +8,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bridge.config.settings import Settings
 from bridge.ops.events import Events, Fanout
-from bridge.ops.http import OpsServer
-from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress
 from bridge.ops.tracker import Tracker
+
+if TYPE_CHECKING:
+    from bridge.ops.http import OpsServer
 
 __all__ = ["observed"]
 
@@ -27,6 +28,10 @@ def observed(settings: Settings, *, listen: str, bar: bool, stream: TextIO | Non
     observers: list[Events] = [tracker]
     server: OpsServer | None = None
     if listen:
+        # here, not at the top: prometheus-client and http.server cost a run without an endpoint ~15 ms of start-up
+        from bridge.ops.http import OpsServer
+        from bridge.ops.metrics import Metrics
+
         metrics = Metrics(settings.panda.dataset, tracker)
         observers.append(metrics)
         server = OpsServer(listen, tracker, metrics).start()
