@@ -12,16 +12,14 @@ import datetime
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge import __version__
+from bridge import __version__, stopping
 from bridge.config.settings import Settings, load_settings, parse_override
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.check import report, run_checks
@@ -118,10 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")
     args = _parser().parse_args(args_list)
     configure_logging(args.log_level, args.log_format or "text")
+    if args.command not in ("run", "once"):
+        stopping.release()  # a stop of these is not a clean end: Ctrl-C is KeyboardInterrupt (exit 130)
     try:
         if args.command == "check":
             return check_command(args)
-        settings = _settings(args)
+        # Reading the local state (and, for status, the source) sends nothing to PANDA: no API key needed.
+        reads_state = args.command == "status" or (
+            args.command in ("checkpoint", "deadletter") and args.action in ("show", "list"))
+        settings = _settings(args, secrets=not reads_state)
         _configure_for(settings, args)
         if args.command in ("run", "once"):
             return run_bridge(settings, args.since, follow=args.command == "run", dry_run=args.dry_run,
@@ -149,7 +152,7 @@ def _configure_for(settings: Settings, args: argparse.Namespace) -> None:
                       fields={"pipeline": settings.panda.dataset})
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
     overrides: dict[tuple[str, str], Any] = {}
     for text in args.overrides:
         section, key, value = parse_override(text)
@@ -159,28 +162,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             section, key = dotted.split(".")
             overrides[(section, key)] = value
-    env = None
-    if args.command == "status" and not os.environ.get("PANDA_API_KEY"):
-        # status never talks to PANDA: it must work without the key, so any stand-in satisfies validation
-        env = {**os.environ, "PANDA_API_KEY": "unused-by-status"}
-    return load_settings(args.config, overrides, env)
-
-
-def _install_signals(stop: threading.Event) -> None:
-    received = 0  # counted here: the pipeline sets `stop` itself while it shuts down
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        nonlocal received
-        received += 1
-        name = signal.Signals(signum).name
-        if received > 1:
-            logger.warning("second %s: exiting at once (the checkpoint is at the last acknowledged batch)", name)
-            os._exit(130)
-        logger.info("%s received: finishing the batch in hand, then stopping (again to exit at once)", name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
+    return load_settings(args.config, overrides, secrets=secrets)
 
 
 def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bool = False,
@@ -194,15 +176,14 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
     except ValueError as exc:
         raise ConfigError(f"--since: {exc}") from None
     stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        _install_signals(stop)
+    stopping.install()  # usually already done by __main__, before the imports; a stop exits 0 at once
     with contextlib.ExitStack() as held:
         if not dry_run:
             held.enter_context(InstanceLock(Path(settings.checkpoint.path), "bridge run" if follow else "bridge once"))
         events = held.enter_context(observed(settings, listen=settings.http.listen, bar=progress))
         bridge = Bridge(settings, stop, events=events, dry_run=dry_run)
         try:
-            stats: RunStats = bridge.run(since, follow=follow)
+            stats: RunStats = bridge.run(since, follow=follow, on_start=lambda: stopping.graceful(stop))
         finally:
             bridge.close()
     if isinstance(bridge.sink, DryRunSink):

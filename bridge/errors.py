@@ -12,7 +12,9 @@
     │   ├── NotFoundError       the database or dataset does not exist (exit 4)
     │   ├── CheckpointMismatch  the saved checkpoint belongs to another pipeline or an older database (exit 5)
     │   ├── ProtocolError       an answer the bridge cannot act on, e.g. a malformed seq (exit 6)
-    │   └── InstanceLocked      another bridge process holds this state file's lock (exit 7)
+    │   ├── InstanceLocked      another bridge process holds this state file's lock (exit 7)
+    │   └── StateError          the bridge's own files (state file, dead-letter file, lock) cannot be read
+    │                           or written (exit 8)
     ├── RejectedError           the sink refused these rows: they go to the dead-letter file, the bridge goes on
     │   ├── MappingError        a document that cannot become a PANDA row (no external_id, bad field)
     │   └── DecodeError         a well-formed feed item that is not a change (no id): dead-lettered raw
@@ -40,6 +42,7 @@ __all__ = [
     "CheckpointMismatch",
     "ProtocolError",
     "InstanceLocked",
+    "StateError",
     "RejectedError",
     "MappingError",
     "StopRequested",
@@ -128,6 +131,16 @@ class InstanceLocked(FatalError):
         super().__init__(message)
         self.pid = pid
         """The holder's process id, when it could be read."""
+
+
+class StateError(FatalError):
+    """The bridge's local state (state file, dead-letter file, lock) cannot be read or written.
+
+    The disk is full or read-only, the file is not the bridge's or was damaged: an operator must look at
+    the named file. Nothing past the last commit is recorded, so a restart after the fix loses nothing.
+    """
+
+    exit_code = 8
 
 
 class RejectedError(BridgeError):

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _SLUG = re.compile(r"^[\w-]+$", re.ASCII)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*[_-]|_")
 _FEED_PARAMS = frozenset({"feed", "since", "limit", "include_docs", "heartbeat", "timeout", "filter", "doc_ids",
                           "style", "descending", "last-event-id", "seq_interval"})
 
@@ -165,8 +166,7 @@ class PandaSettings:
         _check_http_url("panda", self.url)
         if not self.email:
             raise ConfigError("[panda] email is required")
-        if not self.api_key:
-            raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
+        # The API key is required by load_settings, for the commands that reach PANDA (see `secrets` there).
         if not self.dataset:
             raise ConfigError("[panda] dataset is required")
         if not _SLUG.fullmatch(self.dataset) or self.dataset == "schema":
@@ -187,6 +187,9 @@ class MappingSettings:
     """Instead of a field, a template of fields such as `{type}-{number}`."""
     fields: dict[str, str] = field(default_factory=dict)
     """Column -> dotted document field path; a column not listed reads the same-named field."""
+    external_id_prefix: str = ""
+    """Text put before every encoded external_id, e.g. `r_`: makes this dataset's PANDA row keys distinct
+    from those of a dataset whose slug is this one's plus `-...` (see README, "Datasets that share keys")."""
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -201,6 +204,11 @@ class MappingSettings:
             raise ConfigError(f"[mapping.fields] names columns that are not in [mapping] columns: {unknown}")
         if not self.external_id:
             raise ConfigError("[mapping] external_id must name a field path")
+        if self.external_id_prefix and not _ID_PREFIX.fullmatch(self.external_id_prefix):
+            # it must not start with '-' (Solr's prohibit operator) and its last '_' or '-' keeps any id
+            # from becoming AND, OR or NOT, so every prefixed id stays one PANDA can also delete
+            raise ConfigError("[mapping] external_id_prefix must be ASCII letters, digits, '_' and '-', not "
+                              f"start with '-', and end with '_' or '-', got {self.external_id_prefix!r}")
 
     def field_paths(self) -> tuple[str, ...]:
         """The document field path of each column, in column order."""
@@ -297,6 +305,8 @@ class Settings:
                 "columns": self.mapping.columns,
                 "paths": list(self.mapping.field_paths()),
                 "external_id": self.mapping.external_id_template or self.mapping.external_id,
+                # only when set, so checkpoints saved before the prefix existed still match
+                **({"external_id_prefix": self.mapping.external_id_prefix} if self.mapping.external_id_prefix else {}),
             },
         }
 
@@ -322,8 +332,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     """Split `section.key=value`; the value is read as TOML when it parses, else kept as text."""
     name, sep, raw = text.partition("=")
     section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
-        raise ConfigError(f"--set wants section.key=value, got {text!r}")
+    if not sep:  # the whole argument may be a value typed without its '=' (a secret): not echoed
+        raise ConfigError("--set wants section.key=value: the argument has no '='")
+    if not dot or not key:
+        raise ConfigError(f"--set wants section.key=value, got the name {name.strip()!r}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -345,8 +357,14 @@ def load_settings(
     path: Path | None,
     overrides: Mapping[tuple[str, str], Any] = {},
     env: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Settings:
-    """Build validated settings; raises ConfigError naming the offending key."""
+    """Build validated settings; raises ConfigError naming the offending key.
+
+    `secrets` False is for commands that only read the local state (`checkpoint show`, `deadletter list`):
+    the PANDA API key may then be missing (it stays ""), since nothing is sent to PANDA.
+    """
     env = os.environ if env is None else env
     raw = _read_file(path) if path else {}
     unknown = sorted(set(raw) - set(_SECTIONS))
@@ -360,7 +378,16 @@ def load_settings(
     for (section, key), value in overrides.items():
         if section not in merged:
             raise ConfigError(f"unknown section {section!r} in an override; known: {sorted(_SECTIONS)}")
-        merged[section][key] = value
+        table, dot, name = key.partition(".")
+        if dot:  # a key of a nested table: mapping.fields.employer, source.events.delete_events
+            nested = merged[section].get(table, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"[{section}] {table} is not a table, so {key!r} cannot be set")
+            merged[section][table] = {**nested, name: value}
+        else:
+            merged[section][key] = value
+    if secrets and not merged["panda"].get("api_key"):
+        raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
     built = {name: _build(cls, name, merged[name]) for name, cls in _SECTIONS.items()}
     return Settings(**built)
 
@@ -385,7 +412,10 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint) or hint
     if isinstance(origin, types.UnionType):
         origin = typing.get_args(hint)[0]
-    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
+    # A secret is never echoed, not even a mistyped one, nor a URL (it may carry a password): name the type.
+    hidden = (section, key) in _SECRETS or key == "url"
+    shown = f"a value of type {type(value).__name__}" if hidden else repr(value)
+    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {shown}")
     if origin is bool:
         if not isinstance(value, bool):
             raise wrong
@@ -407,4 +437,9 @@ def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
     elif origin is dict:
         if not isinstance(value, dict):
             raise wrong
+        if typing.get_args(hint)[1:] == (str,):  # dict[str, str]: every value is text too
+            bad = sorted(name for name, item in value.items() if not isinstance(item, str))
+            if bad:
+                raise ConfigError(f"[{section}] {key}: the values of {bad} must be strings, got "  # no value:
+                                  + ", ".join(type(value[name]).__name__ for name in bad))  # headers hold tokens
     return value

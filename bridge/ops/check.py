@@ -21,14 +21,15 @@ from bridge.errors import (
     BridgeError,
     CheckpointMismatch,
     ConfigError,
-    FatalError,
     InstanceLocked,
     NotFoundError,
     SourceUnavailable,
+    StateError,
     TransientError,
 )
 from bridge.model import Seq
 from bridge.retry import RetryPolicy, call_with_retry
+from bridge.run.builder import check_key_space
 from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
 from bridge.source.sse import check_response
@@ -122,7 +123,7 @@ def _check_writable(path: Path) -> str:
         while not target.exists() and target != target.parent:
             target = target.parent
     if not os.access(target, os.W_OK | (os.X_OK if target.is_dir() else 0)):
-        raise FatalError(f"{target} is not writable: the checkpoint {path} could not be saved")
+        raise StateError(f"{target} is not writable: the checkpoint {path} could not be saved")
     return f"{target} is writable"
 
 
@@ -160,6 +161,7 @@ def _check_stream(settings: Settings) -> str:
 
 
 def _check_dataset(sink: PandaSink, settings: Settings) -> str:
+    check_key_space(sink, settings)  # as run does, before the dataset may be created
     columns = settings.mapping.columns
     try:
         sink.ensure_dataset(columns, create=False, name=settings.panda.dataset_name or None)

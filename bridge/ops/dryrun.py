@@ -50,6 +50,9 @@ class DryRunSink:
             self._missing = True
             logger.info("dry run: PANDA dataset %r does not exist; a run would create it", self._real.slug)
 
+    def dataset_slugs(self) -> list[str]:
+        return self._real.dataset_slugs()
+
     def dataset_info(self) -> dict[str, Any]:
         return {"row_count": 0} if self._missing else self._real.dataset_info()
 

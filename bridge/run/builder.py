@@ -1,7 +1,8 @@
 """Builds a pipeline from settings, checks both ends before anything is written, and runs it.
 
 Start-up order: the checkpoint is read and matched to these settings; the source and PANDA are reached
-(a failure here is a configuration error, exit 2); the dataset is fetched or created and its columns
+(a failure here is a configuration error, exit 2); PANDA's datasets are listed, and a slug that shares row
+keys with this one stops the bridge (core/keyspace.py); the dataset is fetched or created and its columns
 compared; the database marker is checked; only then does the feed start.
 """
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bridge.config.settings import Settings, scrub_url
 from bridge.core.batching import BatchLimits
 from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
@@ -28,12 +30,12 @@ from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource, writes_since
 from bridge.source.decode import decode_row
 from bridge.source.sse import SseFeed, SseSource
-from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
+from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event, event_spec
 from bridge.state.checkpoint import Checkpoint, StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.state.snapshot import SnapshotStore
 
-__all__ = ["parse_since", "Bridge"]
+__all__ = ["parse_since", "Bridge", "check_key_space"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,7 @@ class Bridge:
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
         try:
+            check_key_space(sink, settings)  # before the dataset may be created
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
         except TransientError as exc:
@@ -193,8 +196,11 @@ class Bridge:
         logger.info("starting after seq %s as asked", since if since is not None else 0)
         return since
 
-    def run(self, since: str | Seq | None, *, follow: bool) -> RunStats:
-        """Prepare, then mirror from `since` until caught up (follow False) or until stopped."""
+    def run(self, since: str | Seq | None, *, follow: bool, on_start: Callable[[], None] | None = None) -> RunStats:
+        """Prepare, then mirror from `since` until caught up (follow False) or until stopped.
+
+        `on_start` is called once the start-up checks passed, just before the pipeline starts.
+        """
         if not follow and self.couch is None:
             raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
         saved = self.prepare()
@@ -204,6 +210,8 @@ class Bridge:
         limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
+        if on_start is not None:
+            on_start()
         if self.couch is not None:  # an estimate from start-up's info: no request of its own
             self.events.behind(writes_since(self.source_info, start))
         try:
@@ -268,11 +276,13 @@ class Bridge:
         return f"event stream {scrub_url(source.url)}"
 
 
+def check_key_space(sink: PandaSink | DryRunSink, settings: Settings) -> None:
+    """ConfigError naming every other dataset whose rows can be this dataset's (PANDA's shared Solr keys)."""
+    clashes = key_clashes(settings.panda.dataset, sink.dataset_slugs(), settings.mapping.external_id_prefix)
+    if clashes:
+        raise ConfigError(f"PANDA dataset {settings.panda.dataset!r} shares row keys with " + "; with ".join(clashes))
+
+
 def _event_spec(events: dict[str, Any]) -> SseEventSpec:
-    """[source.events] as an SseEventSpec; lists become tuples, unknown keys are a ConfigError."""
-    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                              for key, value in events.items()}
-    try:
-        return SseEventSpec(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[source.events] {exc}") from None
+    """[source.events] as an SseEventSpec; a key unknown or of the wrong type is a ConfigError naming it."""
+    return event_spec(events)

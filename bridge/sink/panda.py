@@ -31,7 +31,7 @@ from bridge.model import Delete, Rejection, Upsert
 from bridge.ops.events import NO_EVENTS, PANDA, Events
 from bridge.retry import RetryPolicy, call_with_retry
 
-__all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS"]
+__all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ T = TypeVar("T")
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
 
+REQUEST_LINE_LIMIT = 8192
+"""Bytes nginx lets a request line take, its CRLF included; a longer one gets 414 (contract 14)."""
+
+_LIST_PAGE = 100
+_MAX_LIST_PAGES = 10_000
 _SLUG = re.compile(r"[\w-]+")
 _BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
 _URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
@@ -68,6 +73,8 @@ def classify(response: requests.Response, *, data_endpoint: bool) -> None:
     where = "%s %s" % (response.request.method, urlsplit(response.url).path)
     if status == 400:
         raise RejectedError(response.content.decode("utf-8", "replace"), status=400)
+    if status == 414:  # contract 14: nginx's request-line limit; only an external_id in the URL grows it
+        raise RejectedError("PANDA (nginx) refused %s: request line too long (414)" % where[:200], status=414)
     if status == 401:
         raise AuthError(
             "PANDA refused the credentials (401) for %s: unknown or inactive user" % where, status=401
@@ -147,6 +154,10 @@ class PandaSink:
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
         self._events = events
+        # What a DELETE's request line holds besides the id (ids are URL-safe ASCII: quoting keeps them as they are)
+        overhead = "DELETE %sdata// HTTP/1.1\r\n" % urlsplit(self._dataset_url).path
+        self.max_id_length = REQUEST_LINE_LIMIT - len(overhead.encode())
+        """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
     # plumbing
 
@@ -229,6 +240,32 @@ class PandaSink:
             lambda: self._json(self._once("GET", self._dataset_url, data_endpoint=False)), "PANDA GET dataset"
         )
 
+    def dataset_slugs(self) -> list[str]:
+        """The slugs of every dataset this user can see, page by page (contract 4's list, Tastypie paging).
+
+        Raises what dataset_info raises, and ProtocolError for a listing without `objects`.
+        """
+        listing = self._dataset_url.rsplit("/", 2)[0] + "/"
+        slugs: list[str] = []
+        for _page in range(_MAX_LIST_PAGES):  # bounded: a PANDA holds far fewer datasets
+            params = {"limit": str(_LIST_PAGE), "offset": str(len(slugs))}
+            body = self._retrying(
+                partial(self._listing_page, listing, params), "PANDA GET datasets"
+            )
+            objects = body.get("objects")
+            if not isinstance(objects, list) or not all(
+                isinstance(obj, dict) and isinstance(obj.get("slug"), str) for obj in objects
+            ):
+                raise ProtocolError("PANDA listed datasets without an objects list of datasets with slugs")
+            slugs += [obj["slug"] for obj in objects]
+            meta = body.get("meta")
+            if not objects or (isinstance(meta, dict) and meta.get("next") is None):
+                break  # counting what came, not what was asked: a server may cap `limit`
+        return slugs
+
+    def _listing_page(self, url: str, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._json(self._once("GET", url, data_endpoint=False, params=params))
+
     def ensure_dataset(self, columns: Sequence[str], *, create: bool, name: str | None = None) -> None:
         """Check that the dataset exists with exactly these columns, creating it first when `create`.
 
@@ -283,12 +320,29 @@ class PandaSink:
 
         One bad object makes PANDA refuse the whole batch (contract 6), so on a 400 the refused rows are
         isolated (likely culprits are sent alone, the rest together; bisection when none is evident) and
-        every good row is delivered. Raises FatalError subclasses, StopRequested, or the last TransientError.
+        every good row is delivered. A row whose external_id is too long to DELETE later is refused unsent.
+        Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
         rejections: list[Rejection] = []
-        if rows:
-            self._deliver(list(rows), rejections)
+        sendable = []
+        for row in rows:
+            problem = self._too_long(row.external_id)
+            if problem is None:
+                sendable.append(row)
+                continue
+            logger.warning("not writing PANDA row %s...: %s", row.external_id[:40], problem)
+            rejections.append(Rejection(row, reason=problem))
+        if sendable:
+            self._deliver(sendable, rejections)
         return rejections
+
+    def _too_long(self, external_id: str) -> str | None:
+        """Why a row with this external_id must not exist (its DELETE would get 414), or None."""
+        if len(external_id) <= self.max_id_length:
+            return None
+        return ("external_id is %d characters, more than the %d that fit in a DELETE of its row under PANDA's "
+                "8 KB request-line limit (contract 14): the row could never be deleted, so it is not written"
+                % (len(external_id), self.max_id_length))
 
     def _put_rows(self, rows: Sequence[Upsert]) -> str | None:
         """PUT rows once (with retries); None when accepted, else PANDA's 400 body."""
@@ -359,15 +413,19 @@ class PandaSink:
         """
         rejections: list[Rejection] = []
         for op in rows:
-            problem = _undeletable(op.external_id)
+            problem = _undeletable(op.external_id) or self._too_long(op.external_id)
             if problem is not None:
-                logger.warning("cannot delete PANDA row %r: %s", op.external_id, problem)
+                logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], problem)
                 rejections.append(Rejection(op, reason=problem))
                 continue
             url = "%sdata/%s/" % (self._dataset_url, quote(op.external_id, safe=""))
             try:
                 self._retrying(partial(self._once, "DELETE", url, data_endpoint=True), "PANDA DELETE row")
             except RejectedError as exc:
+                if exc.status == 414:  # this id's fault, not PANDA's: dead-letter it and go on
+                    logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], exc.message)
+                    rejections.append(Rejection(op, reason=exc.message, status=414))
+                    continue
                 raise ProtocolError(
                     "PANDA answered 400 to a DELETE: %s" % exc.message[:300], status=400
                 ) from exc

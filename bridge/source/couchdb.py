@@ -173,7 +173,10 @@ class CouchSource:
         url = f"{self.db_url}/{self.marker_doc}"
         current = self._send("GET", url)
         if current.status_code == 200:
-            token = _parse(current.content, "GET marker").get("token")
+            body = _parse(current.content, "GET marker")
+            if not isinstance(body, Mapping):
+                raise ProtocolError(f"CouchDB answered GET {self.marker_doc} with JSON that is not an object")
+            token = body.get("token")
             self._marker = token if isinstance(token, str) else None
             self._marker_checked = time.monotonic()
             return self._marker
@@ -233,7 +236,8 @@ class CouchSource:
             )
             size = page.nbytes // max(1, len(page.rows))
             for row in page.rows:
-                row[ROW_SIZE_KEY] = size
+                if isinstance(row, dict):  # anything else is dead-lettered by decode_row
+                    row[ROW_SIZE_KEY] = size
                 yield row
             if page.last_seq is not None:
                 position = page.last_seq

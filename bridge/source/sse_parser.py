@@ -22,6 +22,7 @@ __all__ = [
     "SseEvent",
     "SseParser",
     "SseEventSpec",
+    "event_spec",
     "decode_sse_event",
     "decode_couchdb_event",
     "couchdb_eventsource_params",
@@ -145,6 +146,7 @@ class SseEventSpec:
     """If set, only these event types (and delete_events) are decoded; others are ignored."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         for name in ("id_path", "doc_path", "deleted_path"):
             path = getattr(self, name)
             if path is None or (path == "" and name == "doc_path"):
@@ -153,6 +155,36 @@ class SseEventSpec:
                 raise ConfigError(f"SSE {name} {path!r} is not a dotted path")
         if set(self.delete_events) & set(self.ignore_events):
             raise ConfigError("SSE delete_events and ignore_events overlap")
+
+
+_TEXTS = ("id_path", "doc_path", "deleted_path")
+_TYPE_LISTS = ("delete_events", "ignore_events", "event_types")
+
+
+def _check_types(spec: SseEventSpec) -> None:
+    """ConfigError naming the [source.events] key whose value has the wrong type (paths are strings, event
+    types lists of strings: a string there would match as a substring)."""
+    for name in _TEXTS:
+        value = getattr(spec, name)
+        if not isinstance(value, str) and not (value is None and name == "deleted_path"):
+            raise ConfigError(f"[source.events] {name} must be a string, got {value!r}")
+    for name in _TYPE_LISTS:
+        value = getattr(spec, name)
+        if value is None and name == "event_types":
+            continue
+        if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"[source.events] {name} must be a list of strings, got {value!r}")
+
+
+def event_spec(events: Mapping[str, Any]) -> SseEventSpec:
+    """The [source.events] table as an SseEventSpec; lists become tuples. Raises ConfigError naming an
+    unknown key or a key whose value has the wrong type."""
+    known = {f.name for f in dataclasses.fields(SseEventSpec)}
+    unknown = sorted(set(events) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [source.events]: {unknown}; known: {sorted(known)}")
+    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value for key, value in events.items()}
+    return SseEventSpec(**values)
 
 
 _MISSING = object()

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bridge.errors import CheckpointMismatch, FatalError
+from bridge.errors import CheckpointMismatch, StateError
 from bridge.model import Seq
 
 __all__ = ["Sent", "Checkpoint", "StateStore"]
@@ -124,7 +124,7 @@ class StateStore:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.Error) as exc:
-                raise FatalError(f"cannot open the checkpoint {self.path}: {exc}") from None
+                raise StateError(f"cannot open the checkpoint {self.path}: {exc}") from None
             self._conn = conn
         return self._conn
 
@@ -151,24 +151,31 @@ class StateStore:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._notes = None
-            raise FatalError(f"cannot write the checkpoint {self.path}: {exc}") from None
+            raise StateError(f"cannot write the checkpoint {self.path}: {exc}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Translate a failed read of the state file (damaged, not the bridge's, unreadable) into StateError."""
+        try:
+            yield
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise StateError(f"cannot read the checkpoint {self.path}: {type(exc).__name__}: {exc}") from None
 
     def _meta(self) -> dict[str, Any]:
         if self._conn is None:
             return {}
-        try:
+        with self._reading():
             rows = self._db.execute("SELECT key, value FROM meta").fetchall()
-        except sqlite3.Error as exc:
-            raise FatalError(f"cannot read the checkpoint {self.path}: {exc}") from None
-        return {key: json.loads(value) for key, value in rows}
+            return {key: json.loads(value) for key, value in rows}
 
     def load(self) -> Checkpoint | None:
-        """The saved checkpoint, or None for a new state file."""
+        """The saved checkpoint, or None for a new state file. Raises StateError when it cannot be read."""
         meta = self._meta()
         if "fingerprint" not in meta:
             return None
         seq = meta.get("seq")
-        (documents,) = self._db.execute("SELECT count(*) FROM sent").fetchone()
+        with self._reading():
+            (documents,) = self._db.execute("SELECT count(*) FROM sent").fetchone()
         return Checkpoint(
             seq=None if seq is None else Seq(seq),
             fingerprint=meta["fingerprint"],
@@ -210,8 +217,9 @@ class StateStore:
 
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
-        return {doc_id: Sent(external_id, _hash_value(row_hash))
-                for doc_id, external_id, row_hash in self._select_in(_LOOKUP, doc_ids)}
+        rows = self._select_in(_LOOKUP, doc_ids)
+        with self._reading():
+            return {doc_id: Sent(external_id, _hash_value(row_hash)) for doc_id, external_id, row_hash in rows}
 
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The document that owns each of these external_ids (absent: none)."""
@@ -219,6 +227,10 @@ class StateStore:
 
     def _select_in(self, query: str, values: Iterable[str]) -> list[list[Any]]:
         """The rows `query` gathers into one JSON array for the `values` given as a JSON array."""
+        with self._reading():
+            return self._select_rows(query, values)
+
+    def _select_rows(self, query: str, values: Iterable[str]) -> list[list[Any]]:
         if self._conn is None:
             return []  # no state file yet: nothing was sent (and reading must not create it)
         wanted = list(values)
@@ -267,8 +279,9 @@ class StateStore:
             return {}  # no state file yet: nothing was noted (and reading must not create it)
         if self._notes is None:
             notes: dict[str, str] = {}
-            for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
-                notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
+            with self._reading():
+                for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
+                    notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
             self._notes = notes
         return self._notes
 
@@ -320,7 +333,8 @@ class StateStore:
 
     def sent_external_ids(self) -> Sequence[str]:
         """Every external_id the record says PANDA holds (for verification tools)."""
-        return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]
+        with self._reading():
+            return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]
 
 
 def _hash_value(stored: int | str | bytes) -> int:

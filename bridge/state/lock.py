@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from bridge.errors import FatalError, InstanceLocked
+from bridge.errors import InstanceLocked, StateError
 
 __all__ = ["InstanceLock", "lock_path", "holder"]
 
@@ -54,7 +54,7 @@ class InstanceLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise FatalError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
+            raise StateError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
         for attempt in range(_TRIES):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,7 +100,7 @@ def holder(state_path: Path) -> tuple[bool, int | None]:
     except FileNotFoundError:
         return False, None
     except OSError as exc:
-        raise FatalError(f"cannot read the lock file {path}: {exc.strerror or exc}") from None
+        raise StateError(f"cannot read the lock file {path}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

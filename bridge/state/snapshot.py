@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from bridge.errors import FatalError
+from bridge.errors import StateError
 from bridge.state.checkpoint import _SCHEMA, StateStore, _has_json_functions
 
 __all__ = ["SnapshotStore"]
@@ -37,7 +37,7 @@ class SnapshotStore(StateStore):
                         source.close()
                 copy.executescript(_SCHEMA)
             except (OSError, sqlite3.Error) as exc:
-                raise FatalError(f"cannot read the checkpoint {self.path}: {exc}") from None
+                raise StateError(f"cannot read the checkpoint {self.path}: {exc}") from None
             self._conn = copy
         return self._conn
 

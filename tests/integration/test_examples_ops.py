@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from bridge.config.settings import load_settings
-from bridge.errors import AuthError, CheckpointMismatch, ConfigError, InstanceLocked, NotFoundError, ProtocolError
+from bridge.errors import (
+    AuthError,
+    CheckpointMismatch,
+    ConfigError,
+    InstanceLocked,
+    NotFoundError,
+    ProtocolError,
+    StateError,
+)
 from bridge.ops.metrics import Metrics
 from bridge.ops.tracker import Tracker
 
@@ -39,7 +47,7 @@ def test_the_systemd_unit_restarts_on_failure_but_not_on_errors_a_person_must_fi
     assert service["ExecStart"].startswith("/usr/local/bin/bridge run --config /etc/bridge/%i.toml")
     assert service["EnvironmentFile"] == "/etc/bridge/%i.env" and service["Restart"] == "on-failure"
     prevented = {int(code) for code in service["RestartPreventExitStatus"].split()}
-    must_not_restart = {ConfigError, AuthError, NotFoundError, CheckpointMismatch, InstanceLocked}
+    must_not_restart = {ConfigError, AuthError, NotFoundError, CheckpointMismatch, InstanceLocked, StateError}
     assert prevented == {error.exit_code for error in must_not_restart}
     assert ProtocolError.exit_code not in prevented and 1 not in prevented  # worth another try
     config = load_settings(EXAMPLES / "systemd" / "contributors.toml", env=SECRETS)

@@ -64,6 +64,8 @@ BAD = {
     "PANDA user refused": (lambda panda: ["--panda-email", "nobody@example.com"], 3, "AuthError"),
     "dataset missing, creating off": (lambda panda: ["--set", "panda.create_dataset=false"], 4,
                                       "does not exist and creating it is off"),
+    "another dataset shares row keys": (lambda panda: panda.create_dataset("contributors-2024", ["a"]) or [], 2,
+                                        "shares row keys"),
     "dataset has other columns": (lambda panda: panda.create_dataset("contributors", ["a", "b"]) or [], 2,
                                   "has columns ['a', 'b']"),
 }

@@ -220,7 +220,7 @@ def test_500_is_retried_only_a_few_times(sink: PandaSink, emu: PandaEmulator) ->
     emu.fail_writes(500, count=10)
     with pytest.raises(ProtocolError):
         sink.upsert([up("x")])
-    assert len(puts(emu)) == sink_module.MAX_SERVER_ERRORS
+    assert len(puts(emu)) == 3  # README, failure table: "HTTP 500 | PANDA | 3 tries in all, then stop"
 
 
 def test_stop_during_retry(emu: PandaEmulator, stop: threading.Event) -> None:
@@ -298,7 +298,7 @@ def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = N
         (404, True, NotFoundError),
         (405, True, ProtocolError),
         (411, True, ProtocolError),
-        (414, True, ProtocolError),
+        (414, True, RejectedError),  # the URL's external_id is too long: dead-lettered
         (429, True, SinkUnavailable),
         (500, True, SinkUnavailable),
         (501, True, ProtocolError),
