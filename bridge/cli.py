@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge import __version__, stopping
-from bridge.config.settings import Settings, load_settings, parse_override
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.check import report, run_checks
 from bridge.ops.config_show import render_settings
@@ -29,7 +30,7 @@ from bridge.ops.logformat import configure_logging
 from bridge.ops.observe import observed
 from bridge.ops.status import gather_status, render_status
 from bridge.run.builder import Bridge, parse_since
-from bridge.run.pipeline import RunStats
+from bridge.run.delivery import RunStats
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.state.lock import InstanceLock

@@ -1,21 +1,16 @@
-"""Frozen, validated settings built from a TOML file, command-line overrides and environment variables.
+"""Frozen, validated settings, one dataclass per concern; the adapters and the core take these directly.
 
-Precedence, highest first: a command-line option (`--set section.key=value` or its named shortcut), the
-secret's environment variable (COUCHDB_PASSWORD, PANDA_API_KEY), the TOML file, the default below.
-Every default is defined once, as a dataclass field default; unknown keys are errors.
+Every default is defined once, as a dataclass field default, and every rule once, in its `__post_init__`
+(a ConfigError naming the section). `loader.py` fills them from a TOML file, the environment and options.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tomllib
 import types
-import typing
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,14 +26,16 @@ __all__ = [
     "RetrySettings",
     "HttpSettings",
     "LogSettings",
+    "STARTUP_RETRY",
+    "NOT_A_KEY",
     "Settings",
-    "load_settings",
-    "parse_override",
     "scrub_url",
 ]
 
 _SLUG = re.compile(r"^[\w-]+$", re.ASCII)
 _ID_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*[_-]|_")
+NOT_A_KEY = types.MappingProxyType({"key": False})
+"""Field metadata: set by code, never read from the configuration."""
 _FEED_PARAMS = frozenset({"feed", "since", "limit", "include_docs", "heartbeat", "timeout", "filter", "doc_ids",
                           "style", "descending", "last-event-id", "seq_interval"})
 
@@ -164,11 +161,20 @@ class PandaSettings:
 
     def __post_init__(self) -> None:
         _check_http_url("panda", self.url)
+        parts = urlsplit(self.url)
+        if parts.query or parts.fragment:
+            raise ConfigError(f"[panda] url must be http(s)://host[:port][/prefix], got {scrub_url(self.url)!r}")
+        if parts.username or parts.password:
+            raise ConfigError("[panda] url must not hold credentials; use the email and API key settings")
         if not self.email:
             raise ConfigError("[panda] email is required")
         # The API key is required by load_settings, for the commands that reach PANDA (see `secrets` there).
+        for name, value in (("email", self.email), ("api_key", self.api_key)):  # they travel as headers
+            if value and (value != value.strip() or not value.isascii() or not value.isprintable()):
+                raise ConfigError(f"[panda] {name} must be printable ASCII without surrounding spaces")
         if not self.dataset:
             raise ConfigError("[panda] dataset is required")
+        # contract 16.10: never build /api/1.0/dataset/ without a slug; "schema" is Tastypie's (contract 1)
         if not _SLUG.fullmatch(self.dataset) or self.dataset == "schema":
             raise ConfigError(f"[panda] dataset must be a slug of letters, digits, _ and -, got {self.dataset!r}")
         if self.timeout <= 0:
@@ -247,16 +253,25 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How transient faults are retried."""
+    """How transient faults are retried (see retry.py); every adapter takes one."""
 
     initial_delay: float = 0.5
-    """Seconds before the first retry."""
+    """Seconds before the first retry (the base of the exponential schedule)."""
     max_delay: float = 30.0
     """The cap on any one wait, in seconds."""
+    max_tries: int | None = field(default=None, metadata=NOT_A_KEY)
+    """Give up and re-raise after this many attempts; None retries until stopped. Not a configuration
+    key: only the start-up checks use it (STARTUP_RETRY)."""
 
     def __post_init__(self) -> None:
         if self.initial_delay <= 0 or self.max_delay < self.initial_delay:
             raise ConfigError("[retry] need 0 < initial_delay <= max_delay")
+        if self.max_tries is not None and self.max_tries < 1:
+            raise ConfigError("[retry] max_tries must be at least 1")
+
+
+STARTUP_RETRY = RetrySettings(initial_delay=0.2, max_delay=1.0, max_tries=3)
+"""The start-up checks' few quick tries: a server that cannot be reached then is a configuration error."""
 
 
 @dataclass(frozen=True)
@@ -313,133 +328,3 @@ class Settings:
     def fingerprint_hash(self) -> str:
         text = json.dumps(self.fingerprint(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-_SECTIONS: dict[str, type] = {
-    "source": SourceSettings,
-    "panda": PandaSettings,
-    "mapping": MappingSettings,
-    "checkpoint": CheckpointSettings,
-    "batch": BatchSettings,
-    "retry": RetrySettings,
-    "http": HttpSettings,
-    "log": LogSettings,
-}
-_SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """Split `section.key=value`; the value is read as TOML when it parses, else kept as text."""
-    name, sep, raw = text.partition("=")
-    section, dot, key = name.strip().partition(".")
-    if not sep:  # the whole argument may be a value typed without its '=' (a secret): not echoed
-        raise ConfigError("--set wants section.key=value: the argument has no '='")
-    if not dot or not key:
-        raise ConfigError(f"--set wants section.key=value, got the name {name.strip()!r}")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return section, key, value
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-
-
-def load_settings(
-    path: Path | None,
-    overrides: Mapping[tuple[str, str], Any] = {},
-    env: Mapping[str, str] | None = None,
-    *,
-    secrets: bool = True,
-) -> Settings:
-    """Build validated settings; raises ConfigError naming the offending key.
-
-    `secrets` False is for commands that only read the local state (`checkpoint show`, `deadletter list`):
-    the PANDA API key may then be missing (it stays ""), since nothing is sent to PANDA.
-    """
-    env = os.environ if env is None else env
-    raw = _read_file(path) if path else {}
-    unknown = sorted(set(raw) - set(_SECTIONS))
-    if unknown:
-        raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")
-    # [mapping.fields] arrives nested inside [mapping]; [source.events] inside [source].
-    merged: dict[str, dict[str, Any]] = {name: dict(raw.get(name) or {}) for name in _SECTIONS}
-    for (section, key), var in _SECRETS.items():
-        if env.get(var):
-            merged[section][key] = env[var]
-    for (section, key), value in overrides.items():
-        if section not in merged:
-            raise ConfigError(f"unknown section {section!r} in an override; known: {sorted(_SECTIONS)}")
-        table, dot, name = key.partition(".")
-        if dot:  # a key of a nested table: mapping.fields.employer, source.events.delete_events
-            nested = merged[section].get(table, {})
-            if not isinstance(nested, dict):
-                raise ConfigError(f"[{section}] {table} is not a table, so {key!r} cannot be set")
-            merged[section][table] = {**nested, name: value}
-        else:
-            merged[section][key] = value
-    if secrets and not merged["panda"].get("api_key"):
-        raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
-    built = {name: _build(cls, name, merged[name]) for name, cls in _SECTIONS.items()}
-    return Settings(**built)
-
-
-def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [{section}]: {unknown}; known: {sorted(known)}")
-    kwargs = {key: _coerce(section, key, hints[key], value) for key, value in values.items()}
-    missing = [f.name for f in known.values() if f.default is MISSING and f.default_factory is MISSING]
-    if any(name not in kwargs for name in missing):
-        raise ConfigError(f"[{section}] needs {missing}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[{section}] {exc}") from None
-
-
-def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint) or hint
-    if isinstance(origin, types.UnionType):
-        origin = typing.get_args(hint)[0]
-    # A secret is never echoed, not even a mistyped one, nor a URL (it may carry a password): name the type.
-    hidden = (section, key) in _SECRETS or key == "url"
-    shown = f"a value of type {type(value).__name__}" if hidden else repr(value)
-    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {shown}")
-    if origin is bool:
-        if not isinstance(value, bool):
-            raise wrong
-    elif origin is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong
-    elif origin is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise wrong
-        value = float(value)
-    elif origin is str:
-        if not isinstance(value, str):
-            raise wrong
-    elif origin is list:
-        if isinstance(value, str):
-            value = [item for item in value.split(",") if item]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise wrong
-    elif origin is dict:
-        if not isinstance(value, dict):
-            raise wrong
-        if typing.get_args(hint)[1:] == (str,):  # dict[str, str]: every value is text too
-            bad = sorted(name for name, item in value.items() if not isinstance(item, str))
-            if bad:
-                raise ConfigError(f"[{section}] {key}: the values of {bad} must be strings, got "  # no value:
-                                  + ", ".join(type(value[name]).__name__ for name in bad))  # headers hold tokens
-    return value

@@ -16,7 +16,7 @@ from typing import TextIO
 
 import requests
 
-from bridge.config.settings import Settings, scrub_url
+from bridge.config.settings import STARTUP_RETRY, Settings, scrub_url
 from bridge.errors import (
     BridgeError,
     CheckpointMismatch,
@@ -28,7 +28,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.model import Seq
-from bridge.retry import RetryPolicy, call_with_retry
+from bridge.retry import call_with_retry
 from bridge.run.builder import check_key_space
 from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
@@ -39,7 +39,7 @@ from bridge.state.snapshot import SnapshotStore
 
 __all__ = ["CheckResult", "run_checks", "report"]
 
-_QUICK = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=3)
+_QUICK = STARTUP_RETRY  # the tries run's start-up checks make
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +89,7 @@ def run_checks(settings: Settings) -> Iterator[CheckResult]:
     else:
         yield _outcome("source", lambda: _check_stream(settings))
     panda = settings.panda
-    sink = PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout, retry=_QUICK,
-                     stop=stop, width=len(settings.mapping.columns))
+    sink = PandaSink(panda, retry=_QUICK, stop=stop, width=len(settings.mapping.columns))
     try:
         yield _outcome("PANDA dataset", lambda: _check_dataset(sink, settings))
     finally:

@@ -33,7 +33,7 @@ def _mask_url(url: str) -> str:
 
 
 def _section(name: str, values: dict[str, Any]) -> dict[str, Any]:
-    shown = dict(values)
+    shown = {key: value for key, value in values.items() if value is not None}  # TOML has no null: unset
     for section, key in _SECRET_FIELDS:
         if section == name and shown.get(key):
             shown[key] = MASK

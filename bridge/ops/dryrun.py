@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from bridge.core.planning import Refusal
+from bridge.config.settings import RetrySettings
 from bridge.errors import NotFoundError
-from bridge.model import Delete, Rejection, Upsert
+from bridge.model import Delete, Refusal, Upsert
 from bridge.sink.panda import PandaSink
 from bridge.state.deadletter import DeadLetterFile
 
@@ -40,6 +40,15 @@ class DryRunSink:
         self.batches = 0
         self._shown = 0
 
+    @property
+    def retry(self) -> RetrySettings:
+        """The real sink's retry settings (the start-up checks swap them, as for any adapter)."""
+        return self._real.retry
+
+    @retry.setter
+    def retry(self, value: RetrySettings) -> None:
+        self._real.retry = value
+
     def ensure_dataset(self, columns: Sequence[str], *, create: bool, name: str | None = None) -> None:
         """Check the dataset's columns as a run would; a missing one is fine where the run would create it."""
         try:
@@ -56,14 +65,14 @@ class DryRunSink:
     def dataset_info(self) -> dict[str, Any]:
         return {"row_count": 0} if self._missing else self._real.dataset_info()
 
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         self.batches += 1
         self.upserts += len(rows)
         for row in rows:
             self._show({"upsert": row.external_id, "data": list(row.data)})
         return []
 
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         self.batches += 1
         self.deletes += len(rows)
         for row in rows:

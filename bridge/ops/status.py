@@ -14,9 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bridge.config.settings import Settings, scrub_url
+from bridge.config.settings import RetrySettings, Settings, scrub_url
 from bridge.errors import BridgeError
-from bridge.retry import RetryPolicy
 from bridge.source.couchdb import CouchSource
 from bridge.state.deadletter import DeadLetterFile
 from bridge.state.lock import holder
@@ -26,7 +25,7 @@ __all__ = ["gather_status", "render_status"]
 
 logger = logging.getLogger(__name__)
 
-_QUICK = RetryPolicy(initial_delay=0.2, max_delay=0.5, max_tries=2)
+_QUICK = RetrySettings(initial_delay=0.2, max_delay=0.5, max_tries=2)
 
 
 def _iso(unix: float | None) -> str | None:

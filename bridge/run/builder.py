@@ -8,7 +8,6 @@ compared; the database marker is checked; only then does the feed start.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config.settings import Settings, scrub_url
-from bridge.core.batching import BatchLimits
 from bridge.core.filtering import DocFilter, compile_selector
 from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
@@ -24,8 +22,10 @@ from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
 from bridge.ops.dryrun import DryDeadLetters, DryRunSink
 from bridge.ops.events import NO_EVENTS, Events
-from bridge.retry import RetryPolicy
-from bridge.run.pipeline import Decode, Delivery, RunStats, Source, run
+from bridge.retry import Retrying, startup_retries
+from bridge.run.delivery import Delivery, RunStats
+from bridge.run.pipeline import run
+from bridge.run.reader import Decode, Source
 from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource, writes_since
 from bridge.source.decode import decode_row
@@ -39,9 +39,6 @@ __all__ = ["parse_since", "Bridge", "check_key_space"]
 
 logger = logging.getLogger(__name__)
 
-_STARTUP_TRIES = 3
-
-
 def parse_since(text: str) -> str | Seq | None:
     """`last` and `now` stay words; `0` means the beginning (None); anything else is a literal seq."""
     if text in ("last", "now"):
@@ -51,11 +48,20 @@ def parse_since(text: str) -> str | Seq | None:
     return Seq(int(text)) if text.isdigit() else Seq(text)
 
 
-def decode_couch_item(raw: Any) -> Change | None:
+def decode_couch_item(raw: Any, size: int) -> Change | None:
     """A CouchDB source yields `_changes` rows while catching up and, with feed=eventsource, events after."""
     if isinstance(raw, SseEvent):
-        return decode_couchdb_event(raw)
-    return decode_row(raw)
+        return decode_couchdb_event(raw, size)
+    return decode_row(raw, size)
+
+
+def sse_decoder(spec: SseEventSpec) -> Decode:
+    """The decoder of a generic event stream's items, for events shaped as `spec` says."""
+
+    def decode(event: SseEvent, size: int) -> Change | None:
+        return decode_sse_event(event, spec, size)
+
+    return decode
 
 
 def _event_seq(event: SseEvent) -> Seq | None:
@@ -72,7 +78,6 @@ class Bridge:
         self.stop = stop
         self.events = events
         self.dry_run = dry_run
-        self.retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay, on_retry=events.retried)
         path = Path(settings.checkpoint.path)
         self.store = SnapshotStore(path) if dry_run else StateStore(path)
         self.deadletters = (DryDeadLetters if dry_run else DeadLetterFile)(settings.checkpoint.deadletter_path)
@@ -88,53 +93,46 @@ class Bridge:
         self.source: Source
         self.decode: Decode
         if source.kind == "couchdb":
-            self.couch = self._couch(self.retry)
+            self.couch = CouchSource(source, retry=settings.retry, stop=stop, events=events)
             self.source, self.decode = self.couch, decode_couch_item
         else:
             spec = _event_spec(source.events)
             stream = SseSource(
                 source.url, headers=source.headers, connect_timeout=source.connect_timeout,
-                read_timeout=source.effective_read_timeout, retry=self.retry, stop=stop,
+                read_timeout=source.effective_read_timeout, retry=settings.retry, stop=stop,
                 min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect, events=events,
             )
             self.source = SseFeed(stream, seq_of=_event_seq)
-            self.decode = functools.partial(decode_sse_event, spec=spec)
-        self.sink = self._sink(self.retry)
-
-    def _couch(self, policy: RetryPolicy) -> CouchSource:
-        return CouchSource(self.settings.source, retry=policy, stop=self.stop, events=self.events)
-
-    def _sink(self, policy: RetryPolicy) -> PandaSink | DryRunSink:
-        panda = self.settings.panda
-        sink = PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
-                         retry=policy, stop=self.stop, width=len(self.settings.mapping.columns), events=self.events)
-        return DryRunSink(sink) if self.dry_run else sink
+            self.decode = sse_decoder(spec)
+        self._handed_over = False
+        """True once a run took the source and the sink (it closes them)."""
+        sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns),
+                         events=events)
+        self.sink: PandaSink | DryRunSink = DryRunSink(sink) if dry_run else sink
 
     def close(self) -> None:
-        self.source.close()
-        self.sink.close()
+        """Close what is still open: a run closes the source and the sink itself, from the threads using them."""
+        if not self._handed_over:
+            self.source.close()
+            self.sink.close()
         self.store.close()
 
     def prepare(self) -> Checkpoint | None:
         """Check the checkpoint and both ends, creating the dataset if allowed, before anything is written.
 
-        A server that cannot be reached within a few quick tries is a configuration error (exit 2); the
-        patient retries are for faults that start once the bridge is running.
+        The checks use the adapters the run will use, in their start-up mode: a server that cannot be
+        reached within a few quick tries is a configuration error (exit 2); the patient retries are for
+        faults that start once the bridge is running.
         """
-        quick = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=_STARTUP_TRIES, on_retry=self.events.retried)
-        couch = self._couch(quick) if self.couch is not None else None
-        sink = self._sink(quick)
+        adapters: list[Retrying] = [self.sink] if self.couch is None else [self.couch, self.sink]
         try:
-            return self._prepare(couch, sink)
+            with startup_retries(*adapters):
+                return self._prepare()
         except TransientError as exc:
             raise ConfigError(f"cannot start: {exc}") from None
-        finally:
-            if couch is not None:
-                couch.close()
-            sink.close()
 
-    def _prepare(self, couch: CouchSource | None, sink: PandaSink | DryRunSink) -> Checkpoint | None:
-        settings = self.settings
+    def _prepare(self) -> Checkpoint | None:
+        settings, couch, sink = self.settings, self.couch, self.sink
         saved = self.store.load()
         if saved is not None:
             self.store.claim(settings.fingerprint())
@@ -157,11 +155,11 @@ class Bridge:
             raise ConfigError(f"cannot start: reaching PANDA at {where} failed: {exc}") from None
         row_count = sink.dataset_info().get("row_count") or 0
         if saved is None:
-            marker = self._mark(couch, None)
+            marker = self._mark(None)
             self.store.claim(settings.fingerprint(), marker=marker, complete=row_count == 0)
             return None
         if saved.source_marker is not None:
-            marker = self._mark(couch, saved.source_marker)
+            marker = self._mark(saved.source_marker)
             if marker != saved.source_marker:
                 raise CheckpointMismatch(
                     f"database {settings.source.database!r} was deleted and recreated (or its marker "
@@ -170,13 +168,11 @@ class Bridge:
                 )
         return saved
 
-    def _mark(self, couch: CouchSource | None, expected: str | None) -> str | None:
-        """Check or write the database marker; the running source then watches it."""
-        if couch is None or self.couch is None or (self.dry_run and expected is None):
+    def _mark(self, expected: str | None) -> str | None:
+        """Check or write the database marker; the same source then watches it while it follows."""
+        if self.couch is None or (self.dry_run and expected is None):
             return None  # a dry run reads the marker it is given but never writes one
-        marker = couch.ensure_marker(self.settings.fingerprint_hash(), expected)
-        self.couch.adopt_marker(couch.marker_doc, marker)
-        return marker
+        return self.couch.ensure_marker(self.settings.fingerprint_hash(), expected)
 
     def resolve_since(self, since: str | Seq | None, saved: Checkpoint | None) -> Seq | None:
         if since == "last":
@@ -206,16 +202,16 @@ class Bridge:
         saved = self.prepare()
         start = self.resolve_since(since, saved)
         delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
-        batch = self.settings.batch
-        limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
         if on_start is not None:
             on_start()
         if self.couch is not None:  # an estimate from start-up's info: no request of its own
             self.events.behind(writes_since(self.source_info, start))
+        self._handed_over = True
         try:
-            stats = run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+            stats = run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
+                        stop=self.stop)
         except BaseException as exc:
             self.events.stopped(exc)
             raise

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
-from bridge.config.settings import SourceSettings, scrub_url
+from bridge.config.settings import RetrySettings, SourceSettings, scrub_url
 from bridge.errors import (
     AuthError,
     FeedInterrupted,
@@ -29,12 +29,12 @@ from bridge.errors import (
     SourceUnavailable,
     StopRequested,
 )
-from bridge.model import Position, Seq
+from bridge.model import Position, Raw, Seq
 from bridge.ops.events import NO_EVENTS, SOURCE, Events
-from bridge.retry import RetryPolicy, call_with_retry
-from bridge.source.decode import ROW_SIZE_KEY, decode_seq
+from bridge.retry import call_with_retry
+from bridge.source.decode import decode_seq
 from bridge.source.sse import SseFeed, SseSource, abort
-from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
+from bridge.source.sse_parser import couchdb_event_seq, couchdb_eventsource_params
 
 __all__ = ["CouchSource", "Page", "RawRow", "classify", "writes_since"]
 
@@ -58,7 +58,7 @@ class CouchSource:
         self,
         settings: SourceSettings,
         *,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
         events: Events = NO_EVENTS,
@@ -80,12 +80,25 @@ class CouchSource:
         self._marker: str | None = None
         self._marker_checked = 0.0
 
-    def close(self) -> None:
-        """Abort any read in progress (safe from another thread) and release the connection."""
+    @property
+    def retry(self) -> RetrySettings:
+        """How transient faults are retried; the start-up checks switch it for a few quick tries."""
+        return self._retry
+
+    @retry.setter
+    def retry(self, value: RetrySettings) -> None:
+        self._retry = value
+
+    def interrupt(self) -> None:
+        """Abort any read in progress; safe from another thread (the reading thread then closes)."""
         self._closed = True  # before reading _response: _page sets it, then looks at this
         response = self._response
         if response is not None:
             abort(response)
+
+    def close(self) -> None:
+        """Abort any read and release the connection: from the thread that reads, or after it finished."""
+        self.interrupt()
         self._session.close()
 
     # -- requests and their classification ---------------------------------------------------------------
@@ -115,7 +128,7 @@ class CouchSource:
     def info(self) -> Mapping[str, Any]:
         """The database's info document; raises NotFoundError, AuthError or SourceUnavailable."""
         info = call_with_retry(lambda: self._get_json(""), policy=self._retry, stop=self._stop,
-                               what="reading the database info")
+                               on_retry=self._events.retried, what="reading the database info")
         if not isinstance(info, Mapping):
             raise ProtocolError(f"{scrub_url(self.db_url)} did not answer with a database info object")
         return info
@@ -124,7 +137,7 @@ class CouchSource:
         """The position of the end of the feed right now (for `--since now`)."""
         body = call_with_retry(
             lambda: self._get_json("/_changes", params={"since": "now", "limit": "1"}),
-            policy=self._retry, stop=self._stop, what="reading the current seq",
+            policy=self._retry, stop=self._stop, on_retry=self._events.retried, what="reading the current seq",
         )
         seq = decode_seq(body.get("last_seq")) if isinstance(body, Mapping) else None
         if seq is None:
@@ -139,7 +152,7 @@ class CouchSource:
         """
         params = {"since": since.as_param() if since is not None else "0", "limit": "1"}
         body = call_with_retry(lambda: self._get_json("/_changes", params=params), policy=self._retry,
-                               stop=self._stop, what="reading the pending changes")
+                               stop=self._stop, on_retry=self._events.retried, what="reading the pending changes")
         if isinstance(body, Mapping):
             pending, results = body.get("pending"), body.get("results")
             if isinstance(pending, int) and not isinstance(pending, bool) and isinstance(results, list):
@@ -149,7 +162,7 @@ class CouchSource:
     def get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         """The current winning revision of a document, or None when it is deleted or missing."""
         return call_with_retry(lambda: self._get_doc(doc_id), policy=self._retry, stop=self._stop,
-                               what="reading a document")
+                               on_retry=self._events.retried, what="reading a document")
 
     def _get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         response = self._send("GET", f"{self.db_url}/{quote(doc_id, safe='')}")
@@ -195,12 +208,6 @@ class CouchSource:
         self._marker_checked = time.monotonic()
         return token
 
-    def adopt_marker(self, doc: str, token: str | None) -> None:
-        """Watch the marker another instance checked at start-up (see `marker_intact`)."""
-        self.marker_doc = doc
-        self._marker = token
-        self._marker_checked = time.monotonic()
-
     def marker_intact(self) -> bool:
         """True unless the database lost the marker written or read by `ensure_marker`."""
         if self._marker is None:
@@ -215,8 +222,9 @@ class CouchSource:
 
     # -- the feed ------------------------------------------------------------------------------------------
 
-    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[RawRow | SseEvent | Position]:
-        """Rows after `since` (None: from the start) and a Position after each page.
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Raw | Position]:
+        """Rows after `since` (None: from the start), each with its share of its page's bytes, and a Position
+        after each page.
 
         Pages are read with `feed=normal` until caught up, then (with `follow`) with `feed=longpoll`, or
         with `feed=eventsource` when so configured (its events are decoded by decode_couch_item).
@@ -232,13 +240,11 @@ class CouchSource:
             longpoll = caught_up and follow
             page = call_with_retry(
                 functools.partial(self._page, position, longpoll),
-                policy=self._retry, stop=self._stop, what="reading the changes feed",
+                policy=self._retry, stop=self._stop, on_retry=self._events.retried, what="reading the changes feed",
             )
             size = page.nbytes // max(1, len(page.rows))
             for row in page.rows:
-                if isinstance(row, dict):  # anything else is dead-lettered by decode_row
-                    row[ROW_SIZE_KEY] = size
-                yield row
+                yield row, size
             if page.last_seq is not None:
                 position = page.last_seq
             if page.pending is not None:
@@ -250,14 +256,15 @@ class CouchSource:
             if caught_up and not follow:
                 return
             if longpoll and time.monotonic() - self._marker_checked > 30 and not call_with_retry(
-                self.marker_intact, policy=self._retry, stop=self._stop, what="checking the database marker"
+                self.marker_intact, policy=self._retry, stop=self._stop, on_retry=self._events.retried,
+                what="checking the database marker",
             ):
                 raise NotFoundError(
                     f"database {self._settings.database!r} was deleted or recreated while the bridge followed it "
                     f"(its marker {self.marker_doc} is gone)"
                 )
 
-    def _eventsource(self, since: Seq | None) -> Iterator[SseEvent | Position]:
+    def _eventsource(self, since: Seq | None) -> Iterator[Raw | Position]:
         """Follow with `feed=eventsource`: each event's id is its seq, sent back as Last-Event-ID."""
         settings = self._settings
         params = couchdb_eventsource_params(since, int(settings.heartbeat * 1000))
@@ -287,7 +294,8 @@ class CouchSource:
             classify(response, self._settings.database)
             return _parse(response.content, "GET design document")
 
-        design = call_with_retry(read, policy=self._retry, stop=self._stop, what="reading the filter's design document")
+        design = call_with_retry(read, policy=self._retry, stop=self._stop, on_retry=self._events.retried,
+                                 what="reading the filter's design document")
         filters = design.get("filters") if isinstance(design, Mapping) else None
         if not isinstance(filters, Mapping) or not isinstance(filters.get(name), str):
             raise self._missing_filter(f"_design/{ddoc} has no filters.{name}")

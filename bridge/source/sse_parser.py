@@ -209,8 +209,10 @@ def _same_json(a: Any, b: Any) -> bool:
     return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
 
 
-def decode_sse_event(event: SseEvent, spec: SseEventSpec) -> Change | None:
+def decode_sse_event(event: SseEvent, spec: SseEventSpec, size: int | None = None) -> Change | None:
     """The change an event of a generic JSON stream carries, or None (ignored types, blank data).
+
+    `size` is the event's size on the wire as the source measured it (default: its data's UTF-8 bytes).
 
     The Change's seq is the event id verbatim (None if the event had none). Raises MappingError (the event
     is dead-lettered) when the payload is not JSON, lacks a usable id, or a non-delete lacks its document.
@@ -241,7 +243,7 @@ def decode_sse_event(event: SseEvent, spec: SseEventSpec) -> Change | None:
         raise MappingError(
             f"{event.event} event for {doc_id!r} has no document at {spec.doc_path!r}", seq=seq
         )
-    return Change(seq=seq, doc_id=doc_id, deleted=deleted, doc=doc, size=len(event.data.encode("utf-8")))
+    return Change(seq=seq, doc_id=doc_id, deleted=deleted, doc=doc, size=_size(event, size))
 
 
 def couchdb_event_seq(event: SseEvent, row: Mapping[str, Any] | None = None) -> Seq | None:
@@ -262,7 +264,7 @@ def couchdb_event_seq(event: SseEvent, row: Mapping[str, Any] | None = None) -> 
     return Seq(value)
 
 
-def decode_couchdb_event(event: SseEvent) -> Change | None:
+def decode_couchdb_event(event: SseEvent, size: int | None = None) -> Change | None:
     """The change a CouchDB `feed=eventsource` event carries; None for heartbeats and other event types.
 
     The data is one `_changes` row, decoded like any other row (decode.py); the id is its seq
@@ -278,7 +280,12 @@ def decode_couchdb_event(event: SseEvent) -> Change | None:
     change = decode_row(row)
     if not change.doc_id:
         raise DecodeError("eventsource row has no document id")
-    return dataclasses.replace(change, seq=couchdb_event_seq(event, row), size=len(event.data.encode("utf-8")))
+    return dataclasses.replace(change, seq=couchdb_event_seq(event, row), size=_size(event, size))
+
+
+def _size(event: SseEvent, measured: int | None) -> int:
+    """The size the source measured, else the event's data in UTF-8 bytes."""
+    return len(event.data.encode("utf-8")) if measured is None else measured
 
 
 def couchdb_eventsource_params(since: Seq | None, heartbeat_ms: int) -> dict[str, str]:

@@ -15,15 +15,15 @@ from typing import Any
 
 import orjson
 
-from bridge.core.planning import Refusal
 from bridge.errors import StateError
+from bridge.model import Refusal
 
 __all__ = ["DeadLetter", "DeadLetterFile"]
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One line of the dead-letter file."""
+    """One line of the dead-letter file as it is read back: a Refusal with its time, in JSON types."""
 
     time: str
     doc_id: str

@@ -12,7 +12,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bridge.errors import StateError
-from bridge.state.checkpoint import _SCHEMA, StateStore, _has_json_functions
+from bridge.state import checkpoint_sql as sql
+from bridge.state.checkpoint import StateStore
 
 __all__ = ["SnapshotStore"]
 
@@ -27,7 +28,7 @@ class SnapshotStore(StateStore):
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self._json = _has_json_functions()
+                self._json = sql.has_json_functions()
                 copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
                 if self.path.exists():
                     source = sqlite3.connect(_read_only_uri(self.path), uri=True)
@@ -35,7 +36,7 @@ class SnapshotStore(StateStore):
                         source.backup(copy)
                     finally:
                         source.close()
-                copy.executescript(_SCHEMA)
+                copy.executescript(sql.SCHEMA)
             except (OSError, sqlite3.Error) as exc:
                 raise StateError(f"cannot read the checkpoint {self.path}: {exc}") from None
             self._conn = copy

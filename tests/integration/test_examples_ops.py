@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.settings import load_settings
+from bridge.config.loader import load_settings
 from bridge.errors import (
     AuthError,
     CheckpointMismatch,

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config.settings import SourceSettings
+from bridge.config.settings import RetrySettings, SourceSettings
 from bridge.errors import NotFoundError
-from bridge.retry import RetryPolicy
 from bridge.source.couchdb import CouchSource
 from tests.integration.test_identity import by_code, dead_letters, delete, once, person, rows_for, save
 from tests.support.oracle import expected_id
@@ -143,7 +142,7 @@ def test_design_document_filter_with_params(couch_db, pipeline, panda):
 
 def _source(url: str, database: str, filter_: str) -> CouchSource:
     settings = SourceSettings(url=url, database=database, filter=filter_)
-    return CouchSource(settings, retry=RetryPolicy(0.05, 0.1, max_tries=2), stop=threading.Event())
+    return CouchSource(settings, retry=RetrySettings(0.05, 0.1, max_tries=2), stop=threading.Event())
 
 
 def test_check_filter_names_a_missing_filter_without_touching_the_feed(couch_db):

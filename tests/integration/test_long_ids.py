@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from bridge.config.settings import PandaSettings, RetrySettings
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
 from bridge.model import Delete, Upsert
-from bridge.retry import RetryPolicy
 from bridge.sink.panda import PandaSink
 from tests.support.couchdb_server import CouchDatabase
 from tests.support.pipeline import Pipeline
@@ -35,8 +35,8 @@ def emu(panda_server: PandaEmulator) -> PandaEmulator:
 
 @pytest.fixture
 def sink(emu: PandaEmulator) -> Iterator[PandaSink]:
-    sink = PandaSink(emu.url, DEFAULT_EMAIL, "k", DATASET, timeout=5.0,
-                     retry=RetryPolicy(initial_delay=0.01, max_delay=0.05), stop=threading.Event())
+    sink = PandaSink(PandaSettings(url=emu.url, email=DEFAULT_EMAIL, api_key="k", dataset=DATASET, timeout=5.0),
+                     retry=RetrySettings(initial_delay=0.01, max_delay=0.05), stop=threading.Event())
     yield sink
     sink.close()
 
@@ -65,10 +65,10 @@ def test_the_longest_deletable_id_is_written_and_deleted(sink: PandaSink, emu: P
 def test_an_id_one_longer_is_refused_before_it_is_written(sink: PandaSink, emu: PandaEmulator) -> None:
     eid = "x" * (longest_id() + 1)
     refused = sink.upsert([Upsert(eid, ("v",)), Upsert("short", ("w",))])
-    assert [r.op.external_id for r in refused] == [eid] and "request-line limit" in refused[0].reason
+    assert [r.external_id for r in refused] == [eid] and "request-line limit" in refused[0].reason
     assert emu.rows(DATASET) == {"short": ["w"]}
     deleted = sink.delete([Delete(eid), Delete("short")])  # a row an older bridge may have written
-    assert [r.op.external_id for r in deleted] == [eid]
+    assert [r.external_id for r in deleted] == [eid]
     assert emu.rows(DATASET) == {} and all(len(r.path) < LIMIT for r in emu.requests)
 
 
@@ -76,7 +76,7 @@ def test_a_414_on_a_delete_is_dead_lettered_not_fatal(sink: PandaSink, emu: Pand
     sink.max_id_length = 10 * LIMIT  # as if a proxy in front had a shorter limit than the bridge assumes
     eid = "y" * LIMIT
     refused = sink.delete([Delete(eid), Delete("other")])
-    assert [(r.op.external_id, r.status) for r in refused] == [(eid, 414)]
+    assert [(r.external_id, r.status) for r in refused] == [(eid, 414)]
     assert [r.path for r in emu.requests if r.method == "DELETE"] == [f"/api/1.0/dataset/{DATASET}/data/other/"]
 
 

@@ -6,7 +6,7 @@ import json
 import random
 import signal
 
-from bridge.config.settings import load_settings
+from bridge.config.loader import load_settings
 from bridge.errors import ConfigError
 from tests.support.couchdb_server import free_port
 from tests.support.oracle import expected_id

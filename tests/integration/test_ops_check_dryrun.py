@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.settings import load_settings
+from bridge.config.loader import load_settings
 from bridge.emulator import DEFAULT_API_KEY
 from tests.support.couchdb_server import free_port
 from tests.support.pipeline import Pipeline, make_docs, wait_until

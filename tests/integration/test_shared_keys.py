@@ -10,8 +10,8 @@ import threading
 
 import requests
 
+from bridge.config.settings import PandaSettings, RetrySettings
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
-from bridge.retry import RetryPolicy
 from bridge.sink.panda import PandaSink
 from tests.support.couchdb_server import CouchDatabase
 from tests.support.pipeline import Pipeline
@@ -81,7 +81,8 @@ def test_the_dataset_list_is_read_page_by_page(panda: PandaEmulator) -> None:
     headers = {"PANDA-EMAIL": DEFAULT_EMAIL, "PANDA-API-KEY": DEFAULT_API_KEY}
     first = requests.get(f"{panda.url}/api/1.0/dataset/", headers=headers, timeout=5).json()
     assert len(first["objects"]) == 20 and first["meta"]["total_count"] == 230  # Tastypie's default page
-    sink = PandaSink(panda.url, DEFAULT_EMAIL, "k", "d000", retry=RetryPolicy(0.01, 0.05), stop=threading.Event())
+    settings = PandaSettings(url=panda.url, email=DEFAULT_EMAIL, api_key="k", dataset="d000")
+    sink = PandaSink(settings, retry=RetrySettings(0.01, 0.05), stop=threading.Event())
     try:
         assert sink.dataset_slugs() == slugs
     finally:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config.settings import Settings, load_settings, parse_override
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import Settings
 from bridge.errors import ConfigError
 from bridge.run.builder import Bridge
 

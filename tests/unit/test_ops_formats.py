@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from bridge.config.settings import load_settings
+from bridge.config.loader import load_settings
 from bridge.errors import ConfigError
 from bridge.model import Seq
 from bridge.ops.config_show import render_settings
