@@ -20,6 +20,8 @@ from typing import Any
 from bridge.config.settings import (
     BatchSettings,
     CheckpointSettings,
+    HttpSettings,
+    LogSettings,
     MappingSettings,
     PandaSettings,
     RetrySettings,
@@ -37,6 +39,8 @@ _SECTIONS: dict[str, type] = {
     "checkpoint": CheckpointSettings,
     "batch": BatchSettings,
     "retry": RetrySettings,
+    "http": HttpSettings,
+    "log": LogSettings,
 }
 _SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
 

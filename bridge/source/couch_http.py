@@ -15,6 +15,7 @@ import requests
 
 from bridge.config.settings import SourceSettings, scrub_url
 from bridge.errors import AuthError, FeedInterrupted, NotFoundError, ProtocolError, SourceUnavailable
+from bridge.ops.events import NO_EVENTS, SOURCE, Events
 
 __all__ = ["CouchHttp", "classify", "parse_json", "reason"]
 
@@ -29,8 +30,10 @@ def _split_credentials(url: str, username: str, password: str) -> tuple[str, tup
 class CouchHttp:
     """A session to one database with the source's timeouts and credentials (never in a logged URL)."""
 
-    def __init__(self, settings: SourceSettings, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: SourceSettings, session: requests.Session | None = None,
+                 events: Events = NO_EVENTS) -> None:
         self.database = settings.database
+        self._events = events
         self.server, auth = _split_credentials(settings.url, settings.username, settings.password)
         self.db_url = f"{self.server}/{quote(settings.database, safe='')}"
         self.session = session or requests.Session()
@@ -42,11 +45,19 @@ class CouchHttp:
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One request with the source's timeouts; network failures become SourceUnavailable."""
         try:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout:
+            self.failed()
             raise SourceUnavailable(f"CouchDB at {self.server} timed out") from None
         except requests.RequestException as exc:
+            self.failed()
             raise SourceUnavailable(f"CouchDB at {self.server} unreachable: {type(exc).__name__}") from None
+        self._events.request(SOURCE, response.status_code < 500 and response.status_code not in (412, 429))
+        return response
+
+    def failed(self) -> None:
+        """Report a request that got no answer (or a body cut off) to the operating surface."""
+        self._events.request(SOURCE, False)
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         """GET a path under the database and parse the answer; raises the BridgeError a status means."""

@@ -1,8 +1,11 @@
 """Issue 3: faults on either side are retried, fatal ones stop the bridge at once, and nothing is lost.
 
-Every test runs the real `bridge` process over HTTP: PouchDB Server or real CouchDB (behind tests/support/fault_proxy.py
-where a fault needs it), the PANDA emulator with its fault switches. Each ends with the dataset equal to
-the database. Retry delays are small (FAST) so faults clear quickly.
+Every test runs the real `bridge` process over HTTP: PouchDB Server or real CouchDB (behind
+tests/support/fault_proxy.py where a fault needs it), the PANDA emulator with its fault switches. Each ends
+with the dataset equal to the database. Retry delays are small (FAST) so faults clear quickly.
+
+Every test runs twice, logging text and JSON, with a CouchDB password (the proxy requires it) and the
+PANDA API key configured: every log line of every run is scanned for both (tests/support/secrets.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tests.support.couch_api import CouchDatabase, seq_number
 from tests.support.couchdb_server import PouchServer
 from tests.support.fault_proxy import FaultProxy
 from tests.support.pipeline import Pipeline, make_docs, wait_until
+from tests.support.secrets import SecretScan
 from tests.support.watch import Watched
 
 FAST: dict[str, dict[str, Any]] = {
@@ -31,6 +35,22 @@ FAST: dict[str, dict[str, Any]] = {
     "retry": {"initial_delay": 0.05, "max_delay": 0.5},
 }
 DB = "faults"
+USER, PASSWORD = "bridge", "Zq9-couch-pw/with:odd&chars"
+SCAN = SecretScan({"CouchDB password": PASSWORD, "PANDA API key": DEFAULT_API_KEY}, user=USER)
+
+
+@pytest.fixture(params=["text", "json"])
+def log_format(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def faulty_pipeline(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path, log_format: str,
+                    database: str = DB) -> Pipeline:
+    """A pipeline reading CouchDB through `proxy` as USER, its every log scanned for the secrets."""
+    extra = copy.deepcopy(FAST)
+    extra["source"]["username"] = USER
+    return Pipeline(source_url=proxy.url, database=database, panda=panda, dir=tmp_path / "bridge", extra=extra,
+                    environment={"COUCHDB_PASSWORD": PASSWORD}, log_format=log_format, scan=SCAN)
 
 
 @pytest.fixture
@@ -52,15 +72,16 @@ def couch(server_kind: str, request: pytest.FixtureRequest) -> Iterator[CouchDat
 
 @pytest.fixture
 def proxy(couch: CouchDatabase) -> Iterator[FaultProxy]:
-    with FaultProxy(couch.server.base_url) as fault_proxy:
+    """Requires USER's password of the bridge, and logs in to the server as its admin (if it has one)."""
+    with FaultProxy(couch.server.url, credentials=(USER, PASSWORD)) as fault_proxy:
         yield fault_proxy
 
 
 @pytest.fixture
-def bridge(proxy: FaultProxy, couch: CouchDatabase, panda: PandaEmulator, tmp_path: Path) -> Pipeline:
+def bridge(proxy: FaultProxy, couch: CouchDatabase, panda: PandaEmulator, tmp_path: Path,
+           log_format: str) -> Pipeline:
     """A pipeline reading CouchDB through the fault proxy."""
-    return Pipeline(source_url=couch.server.url_via(proxy.url), database=couch.name, panda=panda,
-                    dir=tmp_path / "bridge", extra=copy.deepcopy(FAST))
+    return faulty_pipeline(proxy, panda, tmp_path, log_format, couch.name)
 
 
 def churn(server: CouchDatabase, start: int, count: int = 10) -> None:
@@ -81,9 +102,7 @@ def converge(pipeline: Pipeline, server: CouchDatabase, watched: Watched, what: 
 
 
 def run_cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    pipeline.write_config() if not pipeline.config.exists() else None
-    return subprocess.run(pipeline.command(*args), env=pipeline.env(), capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    return pipeline.cli(*args)
 
 
 def checkpoint(pipeline: Pipeline) -> dict[str, Any]:
@@ -115,7 +134,7 @@ def test_panda_faults_are_retried_until_they_clear(fault, bridge, couch, panda):
     arm, cause = PANDA_FAULTS[fault]
     bridge.extra["panda"] = {"timeout": 1.0}
     couch.bulk_docs(make_docs(30))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
 
     arm(panda)
@@ -131,14 +150,14 @@ def test_panda_faults_are_retried_until_they_clear(fault, bridge, couch, panda):
 # -- CouchDB faults ------------------------------------------------------------------------------------
 
 
-def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path):
+def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path, log_format):
     server = persistent_couch
     db = CouchDatabase(server, DB)
     db.create()
-    pipeline = Pipeline(source_url=server.url, database=DB, panda=panda, dir=tmp_path / "bridge",
-                        extra=copy.deepcopy(FAST))
+    proxy = FaultProxy(server.url, credentials=(USER, PASSWORD)).start()  # forwards to the same port throughout
+    pipeline = faulty_pipeline(proxy, panda, tmp_path, log_format)
     db.bulk_docs(make_docs(40))
-    watched = Watched(pipeline.start())
+    watched = pipeline.watch()
     converge(pipeline, db, watched, "the backfill arrived")
 
     server.stop()
@@ -149,6 +168,7 @@ def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path):
     assert "SourceUnavailable" in watched.log
     assert watched.stop() == 0, watched.log
     assert mirrored(pipeline, db)
+    proxy.stop()
 
 
 def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy):
@@ -164,7 +184,7 @@ def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy)
     assert "timed out" in result.stderr and "FeedInterrupted" in result.stderr
 
     # Following: the longpoll after the next change stalls (headers, then no row and no heartbeat).
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     watched.wait_for("caught up")
     proxy.clear_seen()
     proxy.stall(path="/_changes", after_bytes=0)
@@ -281,7 +301,7 @@ def test_panda_unknown_user_stops_at_start(bridge, couch, panda):
 
 def test_panda_refusing_the_credentials_mid_run_stops_at_once(bridge, couch, panda):
     couch.bulk_docs(make_docs(10))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
     panda.add_user(DEFAULT_EMAIL, DEFAULT_API_KEY, active=False)  # the user is deactivated
     churn(couch, start=300)
@@ -301,7 +321,7 @@ def test_panda_refusing_the_credentials_mid_run_stops_at_once(bridge, couch, pan
 
 def test_sigterm_mid_retry_exits_0_without_passing_unacknowledged_rows(bridge, couch, panda):
     couch.bulk_docs(make_docs(20))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
     wait_until(lambda: seq_number(checkpoint(bridge)["seq"]) == seq_number(couch.db_info()["update_seq"]),
                "the backfill was committed")
@@ -325,7 +345,7 @@ def test_sigterm_mid_retry_exits_0_without_passing_unacknowledged_rows(bridge, c
 def test_a_second_sigint_exits_at_once(bridge, couch, panda):
     bridge.extra["panda"] = {"timeout": 120.0}
     couch.bulk_docs(make_docs(10))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
 
     panda.clear_requests()

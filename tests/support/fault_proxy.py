@@ -5,11 +5,15 @@ re-framed as chunked so a fault can end a body without its terminator, as CouchD
 act on the next `count` requests whose path contains `path` (any path when None) and whose query holds
 `query`, in the order armed: answer a status, stall (headers, some bytes, then silence), cut a body after
 N bytes, inject bytes into a `_changes` body, refuse (reset at once). Every request is recorded on arrival.
-stop() ends everything, stalled answers included.
+stop() ends everything, stalled answers included. With `credentials`, it plays a CouchDB that requires them:
+a request without that Basic authorization is answered 401, and the header is replaced before forwarding by
+the login in `upstream`'s URL, or removed (so a test can give the bridge a password of its own while the
+upstream runs without users, or with an admin). Without `credentials` the client's authorization goes through.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import struct
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
@@ -78,8 +82,14 @@ class _Switch:
 class FaultProxy:
     """Forwards http://127.0.0.1:<port>/... to `upstream` (a base URL such as http://127.0.0.1:5984/)."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, credentials: tuple[str, str] | None = None) -> None:
         parts = urlsplit(upstream)
+        self.authorization = ("Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+                              if credentials else None)
+        # Credentials in `upstream` are what the proxy itself sends on (real CouchDB needs a login).
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        self.upstream_authorization = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                                       if parts.username else None)
         if parts.hostname is None or parts.port is None:
             raise ValueError("upstream must be http://host:port/, got %r" % upstream)
         self.upstream = (parts.hostname, parts.port)
@@ -249,7 +259,12 @@ class _Handler(TrackedHandler):
         self._proxy._record(seen)
         self._seen = seen
         try:
-            if switch is not None and switch.kind == "refuse":
+            wanted = self._proxy.authorization
+            if wanted is not None and self.headers.get("Authorization") != wanted:
+                self._send_head(401, [("Content-Type", "application/json")])
+                self._send_chunk(b'{"error":"unauthorized","reason":"Name or password is incorrect."}')
+                self._end()
+            elif switch is not None and switch.kind == "refuse":
                 self._reset()
             elif switch is not None and switch.kind == "respond":
                 self._send_head(switch.status, [("Content-Type", "application/json")])
@@ -270,7 +285,12 @@ class _Handler(TrackedHandler):
         host, port = self._proxy.upstream
         upstream = http.client.HTTPConnection(host, port, timeout=_UPSTREAM_TIMEOUT)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            # Playing a CouchDB with its own users, the proxy sends its upstream login instead of the client's;
+            # otherwise the client's own authorization goes through (a wrong password reaches the server).
+            dropped = _HOP_BY_HOP | ({"authorization"} if self._proxy.authorization is not None else set())
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+            if self._proxy.authorization is not None and self._proxy.upstream_authorization is not None:
+                headers["Authorization"] = self._proxy.upstream_authorization
             headers["Host"] = "%s:%d" % (host, port)
             try:
                 upstream.request(self.command, self.path, body=body or None, headers=headers)
