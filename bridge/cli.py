@@ -259,7 +259,7 @@ def verify_command(settings: Settings, *, as_json: bool, examples: int) -> int:
         report = verifier.run()
     finally:
         verifier.close()
-    print(json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else report.as_text())
+    print(json.dumps(report.as_json(), ensure_ascii=False) if as_json else report.as_text())  # one line: for jq
     return 0 if report.in_sync else 1
 
 
@@ -273,8 +273,7 @@ def repair_command(settings: Settings, *, delete_unowned: bool, dry_run: bool, a
         finally:
             verifier.close()
     if as_json:
-        print(json.dumps({"verify": report.as_json(), "repair": outcome.as_json(examples)}, indent=2,
-                         ensure_ascii=False))
+        print(json.dumps({"verify": report.as_json(), "repair": outcome.as_json(examples)}, ensure_ascii=False))
     else:
         print(report.as_text())
         verb = "would be" if dry_run else "were"
