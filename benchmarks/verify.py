@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-verify-") as tmp:
         workdir = Path(tmp)
-        couch = CouchServer().start()
+        couch = CouchServer(start_timeout=60).start()
         emulator = EmulatorProcess(workdir / "emulator.log").start()
         try:
             for size in sizes:

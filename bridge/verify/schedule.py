@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 
 from bridge.config.settings import Settings
-from bridge.errors import BridgeError, StopRequested
+from bridge.errors import BridgeError, ConfigError, StopRequested
 from bridge.verify.repair import repair
 from bridge.verify.report import LatestVerify, Report, VerifyObserver
 from bridge.verify.verify import Verifier
@@ -40,6 +40,9 @@ class PeriodicVerify:
         self._thread: threading.Thread | None = None
 
     def start(self) -> PeriodicVerify:
+        """Start the thread when [verify] every is set; ConfigError at once for a source that cannot be re-read."""
+        if self.interval > 0 and self.settings.source.kind != "couchdb":
+            raise ConfigError("[verify] every needs a CouchDB source: an event stream cannot be read again")
         if self.interval > 0:
             logger.info("periodic verify every %s%s", self.settings.verify.every,
                         ", repairing what it finds" if self.settings.verify.repair else "")
@@ -62,6 +65,8 @@ class PeriodicVerify:
             except BridgeError as exc:
                 logger.warning("periodic verify failed (trying again in %s): %s: %s",
                                self.settings.verify.every, type(exc).__name__, exc)
+            except Exception:  # a bug here must not end reconciliation for the rest of the run unseen
+                logger.exception("periodic verify failed unexpectedly (trying again in %s)", self.settings.verify.every)
 
     def run_once(self) -> Report:
         """One verify (and repair, when configured); observers are told the verify's report."""

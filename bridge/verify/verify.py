@@ -32,6 +32,7 @@ from bridge.source.couchdb import CouchSource
 from bridge.source.decode import decode_row
 from bridge.state.checkpoint import StateStore
 from bridge.verify.compare import EXTRA_OWNED, EXTRA_UNOWNED, KINDS, MISSING, STALE, judge, panda_row_hash
+from bridge.verify.progress import Progress
 from bridge.verify.report import Report
 from bridge.verify.scratch import Candidate, Scratch
 
@@ -39,29 +40,8 @@ __all__ = ["Verifier", "verify"]
 
 logger = logging.getLogger(__name__)
 
-_PROGRESS_INTERVAL = 30.0
 _SOURCE_CHUNK = 1000
 _ROUNDS = 5
-
-
-class _Progress:
-    """Logs how far a long read has got, on an interval (and once at the end)."""
-
-    def __init__(self, what: str, interval: float = _PROGRESS_INTERVAL) -> None:
-        self.what, self.count, self._interval = what, 0, interval
-        self._started = self._last = time.monotonic()
-
-    def add(self, n: int, total: int | None = None) -> None:
-        self.count += n
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
-            rate = self.count / max(now - self._started, 1e-9)
-            of = f" of about {total}" if total else ""
-            logger.info("verify: %d%s %s read (%.0f/s)", self.count, of, self.what, rate)
-
-    def done(self) -> None:
-        logger.info("verify: %d %s read in %.1f s", self.count, self.what, time.monotonic() - self._started)
 
 
 class Verifier:
@@ -117,7 +97,7 @@ class Verifier:
         first of two reads when the filter runs on the server: the filtered read then adds back those it lets
         through). Undecodable rows are skipped: the bridge dead-letters them, they are no row.
         """
-        progress = _Progress("source changes")
+        progress = Progress("source changes")
         position = since
         rows: list[tuple[str, str, int]] = []
         dropped: list[str] = []
@@ -166,7 +146,7 @@ class Verifier:
 
     def read_panda(self) -> None:
         """List every row of the dataset into the scratch (see PandaSink.list_page for why it is safe)."""
-        progress = _Progress("PANDA rows")
+        progress = Progress("PANDA rows")
         offset, total = 0, 0
         while True:
             self._check_stop()

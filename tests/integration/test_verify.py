@@ -1,9 +1,10 @@
 """Issue 15, end to end: `bridge verify`, `bridge repair` and `bridge checkpoint rebuild` as real processes.
 
-The 3,000-document scenario runs on real CouchDB 3.4.3, whose `_purge` leaves no trace in the feed; on PouchDB
-Server, which has no `_purge`, the same three documents are deleted instead (a tombstone the bridge has not
-read yet), so the counts are the same on both servers. PANDA is edited behind the bridge's back through its
-HTTP API, as a person or another tool would.
+The 3,000-document scenario and the rebuild run on PouchDB Server and on a real CouchDB 3.4.3 started from
+../shared/couchdb (tests/support/couchdb3.py). On CouchDB, three documents are purged: `_purge` leaves no trace
+in the feed. PouchDB Server has no `_purge`, so there the same three documents are deleted instead (a tombstone
+the bridge has not read yet), and the counts agree.
+PANDA is edited behind the bridge's back through its HTTP API, as a person or another tool would.
 """
 
 from __future__ import annotations
@@ -168,10 +169,17 @@ def test_repair_dry_run_changes_nothing(couch_db, pipeline: Pipeline, panda: Pan
     assert bridge(pipeline, "once").returncode == 0
     panda_api(panda, "DELETE", f"dataset/{pipeline.dataset}/data/doc-00003/")
     before = pipeline.rows()
+    panda.clear_requests()
     result = bridge(pipeline, "repair", "--dry-run", "--json")
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout)["repair"]["upserted"] == {"count": 1, "examples": ["doc-00003"]}
     assert pipeline.rows() == before
+    assert all(r.method == "GET" for r in panda.requests)
+    # Every listing page asks for what contract 11 says makes it safe: an explicit limit of at most 1000,
+    # q=*:* (no cross-dataset noise) and newest first (an updated row moves to the front, not past the reader).
+    listings = [r.query for r in panda.requests if r.path == f"/api/1.0/dataset/{pipeline.dataset}/data/"]
+    assert listings and all(q["limit"] == ["1000"] and q["q"] == ["*:*"] and q["sort"] == ["_docid_ desc"]
+                            for q in listings)
 
 
 def test_verify_beside_a_running_bridge_under_steady_writes_is_in_sync(couch_db, pipeline: Pipeline) -> None:
@@ -212,13 +220,24 @@ def test_verify_beside_a_running_bridge_under_steady_writes_is_in_sync(couch_db,
     assert code == 0, err
 
 
-def test_rebuild_then_replay_from_zero_sends_nothing(source: Source, panda: PandaEmulator, tmp_path: Any) -> None:
+@pytest.mark.parametrize("external_id", ["_id", "code"])
+def test_rebuild_then_replay_from_zero_sends_nothing(source: Source, panda: PandaEmulator, tmp_path: Any,
+                                                     external_id: str) -> None:
     source.save([dict(KEEP_FILTER)])
-    docs = source.save(make_docs(500) + [{"_id": "user:42", "first_name": "Ünï", "job": {"employer": "Ç"}}])
+    docs = make_docs(500) + [{"_id": "user:42", "first_name": "Ünï", "job": {"employer": "Ç"}}]
+    docs = source.save([dict(doc, code=f"C:{n}") for n, doc in enumerate(docs)])
     source.save([{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs[10:20]])  # tombstones
-    pipeline = make_pipeline(source, panda, tmp_path)
+    pipeline = make_pipeline(source, panda, tmp_path, {"mapping": {"external_id": external_id}})
+
+    def wanted() -> dict[str, Any]:
+        rows = pipeline.expected(source.live())
+        if external_id == "_id":
+            return rows
+        return {ids.encode(doc["code"]): rows[ids.encode(doc_id)] for doc_id, doc in source.live().items()
+                if not doc_id.startswith("_design/")}
+
     assert bridge(pipeline, "once").returncode == 0
-    assert pipeline.rows() == pipeline.expected(source.live())
+    assert pipeline.rows() == wanted()
 
     pipeline.checkpoint.unlink()
     result = bridge(pipeline, "checkpoint", "rebuild")
@@ -236,7 +255,15 @@ def test_rebuild_then_replay_from_zero_sends_nothing(source: Source, panda: Pand
     assert code == 0, watched.log
     assert "starting after seq 0" in watched.log
     assert written_ids(panda, pipeline.dataset) == [] and deleted_ids(panda, pipeline.dataset) == []
-    assert pipeline.rows() == pipeline.expected(source.live())
+    assert pipeline.rows() == wanted()
+
+
+def test_rebuild_refuses_a_state_file_that_holds_a_checkpoint(couch_db, pipeline: Pipeline) -> None:
+    couch_db.server.bulk_docs(couch_db.name, make_docs(5))
+    pipeline.write_config()
+    assert bridge(pipeline, "once").returncode == 0
+    result = bridge(pipeline, "checkpoint", "rebuild")
+    assert result.returncode == 2 and "already holds a checkpoint" in result.stderr
 
 
 def test_repair_and_rebuild_refuse_beside_a_running_bridge(couch_db, pipeline: Pipeline) -> None:
