@@ -79,17 +79,16 @@ def delete(args: argparse.Namespace) -> int:
 def reader(args: argparse.Namespace) -> int:
     import threading
 
-    from bridge.config.settings import SourceSettings
+    from bridge.config.settings import RetrySettings, SourceSettings
     from bridge.model import Position
-    from bridge.retry import RetryPolicy
     from bridge.run.builder import decode_couch_item
     from bridge.source.couchdb import CouchSource
 
     settings = SourceSettings(url=args.url, database=args.db, page_size=args.page)
-    source = CouchSource(settings, retry=RetryPolicy(), stop=threading.Event())
+    source = CouchSource(settings, retry=RetrySettings(), stop=threading.Event())
     rows = 0
     for item in source.changes(None, follow=False):
-        if not isinstance(item, Position) and decode_couch_item(item) is not None:
+        if not isinstance(item, Position) and decode_couch_item(*item) is not None:
             rows += 1
     source.close()
     return rows

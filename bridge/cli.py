@@ -11,19 +11,18 @@ import datetime
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from bridge import __version__
-from bridge.config.settings import Settings, load_settings, parse_override
+from bridge import __version__, stopping
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError
 from bridge.run.builder import Bridge, parse_since
-from bridge.run.pipeline import RunStats
+from bridge.run.delivery import RunStats
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.verify.guard import hold_state
@@ -115,8 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")
     args = _parser().parse_args(args_list)
     _configure_logging(args.log_level)
+    if args.command not in ("run", "once"):
+        stopping.release()  # a stop of these is not a clean end: Ctrl-C is KeyboardInterrupt (exit 130)
     try:
-        settings = _settings(args)
+        # Reading the local state sends nothing to PANDA, so it needs no API key.
+        reads_state = args.command in ("checkpoint", "deadletter") and args.action in ("show", "list")
+        settings = _settings(args, secrets=not reads_state)
         if args.command in ("run", "once"):
             return run_bridge(settings, args.since, follow=args.command == "run")
         if args.command == "checkpoint" and args.action == "rebuild":
@@ -142,7 +145,7 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
     overrides: dict[tuple[str, str], Any] = {}
     for text in args.overrides:
         section, key, value = parse_override(text)
@@ -152,24 +155,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             section, key = dotted.split(".")
             overrides[(section, key)] = value
-    return load_settings(args.config, overrides)
-
-
-def _install_signals(stop: threading.Event) -> None:
-    received = 0  # counted here: the pipeline sets `stop` itself while it shuts down
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        nonlocal received
-        received += 1
-        name = signal.Signals(signum).name
-        if received > 1:
-            logger.warning("second %s: exiting at once (the checkpoint is at the last acknowledged batch)", name)
-            os._exit(130)
-        logger.info("%s received: finishing the batch in hand, then stopping (again to exit at once)", name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
+    return load_settings(args.config, overrides, secrets=secrets)
 
 
 def run_bridge(settings: Settings, since_text: str, *, follow: bool) -> int:
@@ -179,13 +165,12 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool) -> int:
     except ValueError as exc:
         raise ConfigError(f"--since: {exc}") from None
     stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        _install_signals(stop)
+    stopping.install()  # usually already done by __main__, before the imports; a stop exits 0 at once
     with hold_state(Path(settings.checkpoint.path), "bridge run" if follow else "bridge once"):
         bridge = Bridge(settings, stop)
         periodic = PeriodicVerify(settings, stop).start() if follow else None
         try:
-            stats: RunStats = bridge.run(since, follow=follow)
+            stats: RunStats = bridge.run(since, follow=follow, on_start=lambda: stopping.graceful(stop))
         finally:
             stop.set()
             if periodic is not None:

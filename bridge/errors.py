@@ -11,7 +11,9 @@
     │   ├── AuthError           401/403 from CouchDB or 401 from PANDA: never retried (exit 3)
     │   ├── NotFoundError       the database or dataset does not exist (exit 4)
     │   ├── CheckpointMismatch  the saved checkpoint belongs to another pipeline or an older database (exit 5)
-    │   └── ProtocolError       an answer the bridge cannot act on, e.g. a malformed seq (exit 6)
+    │   ├── ProtocolError       an answer the bridge cannot act on, e.g. a malformed seq (exit 6)
+    │   └── StateError          the bridge's own files (state file, dead-letter file, lock) cannot be read
+    │                           or written (exit 8; exit 7 is kept for "another bridge holds the lock")
     ├── RejectedError           the sink refused these rows: they go to the dead-letter file, the bridge goes on
     │   ├── MappingError        a document that cannot become a PANDA row (no external_id, bad field)
     │   └── DecodeError         a well-formed feed item that is not a change (no id): dead-lettered raw
@@ -38,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "CheckpointMismatch",
     "ProtocolError",
+    "StateError",
     "RejectedError",
     "MappingError",
     "StopRequested",
@@ -115,6 +118,16 @@ class ProtocolError(FatalError):
     """An answer the bridge cannot act on, such as CouchDB's 400 for a malformed seq."""
 
     exit_code = 6
+
+
+class StateError(FatalError):
+    """The bridge's local state (state file, dead-letter file, lock) cannot be read or written.
+
+    The disk is full or read-only, the file is not the bridge's or was damaged: an operator must look at
+    the named file. Nothing past the last commit is recorded, so a restart after the fix loses nothing.
+    """
+
+    exit_code = 8
 
 
 class RejectedError(BridgeError):

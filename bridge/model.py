@@ -1,6 +1,7 @@
-"""Value types every stage shares: Seq, Change, Position, Upsert, Delete and Batch.
+"""Value types every stage shares: Raw, Seq, Change, Position, Upsert, Delete, Batch, Sent and Refusal.
 
-Raw JSON stops at `decode.py`; everything that crosses a stage after that is one of these frozen values.
+Raw JSON stops at `source/decode.py`; everything that crosses a stage after that is one of these frozen
+values. This module imports nothing that does I/O.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Seq", "Change", "Position", "Upsert", "Delete", "Batch", "Rejection", "Cell", "Row"]
+__all__ = ["Raw", "Seq", "Change", "Position", "Upsert", "Delete", "Batch", "Sent", "Refusal", "Cell", "Row"]
 
 Cell = str | None
-"""One PANDA cell as the bridge sends it: text, or null for a missing value (see mapping.py)."""
+"""One PANDA cell as the bridge sends it: text, or null for a missing value (see core/mapping.py)."""
 
 Row = tuple[Cell, ...]
 """One PANDA row's cells, in the dataset's column order."""
+
+Raw = tuple[Any, int]
+"""One feed item as the source read it (a parsed `_changes` row, an SSE event) and its approximate size in
+bytes on the wire, for byte-sized batches. A plain tuple: one is made for every row on the hot path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,7 @@ class Upsert:
     """Create or replace one PANDA row."""
 
     external_id: str
-    """A valid PANDA external_id (see external_id.py)."""
+    """A valid PANDA external_id (see core/external_id.py)."""
     data: Row
     """The row's cells in column order."""
     doc_id: str = ""
@@ -83,7 +88,7 @@ class Delete:
     """Remove one PANDA row; deleting a row PANDA does not have succeeds."""
 
     external_id: str
-    """A valid PANDA external_id (see external_id.py)."""
+    """A valid PANDA external_id (see core/external_id.py)."""
     doc_id: str = ""
     """The source document it came from, for logs."""
     seq: Seq | None = None
@@ -105,12 +110,40 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
-    """An operation the sink refused for a reason retrying cannot fix: it goes to the dead-letter file."""
+class Sent:
+    """What PANDA last acknowledged for one document (the checkpoint's record, what planning compares with)."""
 
-    op: Upsert | Delete
-    """The refused operation."""
+    external_id: str
+    """The row's external_id."""
+    row_hash: int
+    """A 64-bit digest of the row's cells (core.planning.row_hash), to skip sending an identical row again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A change that cannot be delivered, for a reason retrying cannot fix: it goes to the dead-letter file.
+
+    The same value whoever refused it: decoding (a feed item that is not a change), planning (a document
+    that cannot be mapped, an external_id another document owns) or the sink (PANDA refused the row).
+    """
+
+    doc_id: str
+    """The source document id ("" when the feed item had none)."""
+    seq: Seq | None
+    """The seq of the change, when known."""
     reason: str
-    """The sink's reason, in its own words (PANDA's error body)."""
+    """Why, in the refuser's own words (PANDA's error body for the sink)."""
+    external_id: str | None = None
+    """The external_id the row would have had, when it got that far."""
+    row: Row | None = None
+    """The refused row's cells; None for a delete, or a change that never became a row."""
     status: int | None = None
     """The HTTP status of the refusal, if any."""
+    doc: Mapping[str, Any] | None = None
+    """The document (or the raw feed item), so that nothing is lost."""
+
+    @classmethod
+    def of(cls, op: Upsert | Delete, reason: str, status: int | None = None) -> Refusal:
+        """The refusal of one operation the sink would not apply."""
+        row = op.data if isinstance(op, Upsert) else None
+        return cls(op.doc_id, op.seq, reason, op.external_id, row, status)

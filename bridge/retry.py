@@ -2,6 +2,7 @@
 
 The delay schedule comes from `backoff` (`expo` with `full_jitter`); the loop is ours so that a stop request
 ends a wait at once instead of sleeping it out, and so that every retry is logged with its cause and delay.
+The settings are config's RetrySettings, the one place their defaults and rules are written.
 """
 
 from __future__ import annotations
@@ -9,39 +10,42 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Protocol, TypeVar
 
+from bridge.config.settings import STARTUP_RETRY, RetrySettings
 from bridge.errors import StopRequested, TransientError
 
-__all__ = ["RetryPolicy", "call_with_retry", "delays"]
+__all__ = ["Retrying", "startup_retries", "call_with_retry", "delays"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient faults are retried."""
+class Retrying(Protocol):
+    """An adapter whose retries follow its public `retry` settings."""
 
-    initial_delay: float = 0.5
-    """Seconds before the first retry (the base of the exponential schedule)."""
-    max_delay: float = 30.0
-    """The cap on any one wait, in seconds."""
-    max_tries: int | None = None
-    """Give up and re-raise after this many attempts; None retries until stopped."""
-
-    def __post_init__(self) -> None:
-        if self.initial_delay <= 0:
-            raise ValueError("retry initial delay must be positive")
-        if self.max_delay < self.initial_delay:
-            raise ValueError("retry max delay must be at least the initial delay")
-        if self.max_tries is not None and self.max_tries < 1:
-            raise ValueError("retry max tries must be at least 1")
+    retry: RetrySettings
 
 
-def delays(policy: RetryPolicy) -> Iterator[float]:
+@contextmanager
+def startup_retries(*adapters: Retrying) -> Iterator[None]:
+    """Give these adapters the start-up checks' few quick tries (STARTUP_RETRY), then their own settings back.
+
+    The same adapters then run the pipeline: nothing checked at start-up has to be copied across.
+    """
+    saved = [adapter.retry for adapter in adapters]
+    for adapter in adapters:
+        adapter.retry = STARTUP_RETRY
+    try:
+        yield
+    finally:
+        for adapter, retry in zip(adapters, saved, strict=True):
+            adapter.retry = retry
+
+
+def delays(policy: RetrySettings) -> Iterator[float]:
     """The capped, fully jittered waits for successive retries (a fresh schedule per call)."""
     import backoff  # here, not at the top: it imports asyncio (15 ms), which a run without faults never needs
 
@@ -54,7 +58,7 @@ def delays(policy: RetryPolicy) -> Iterator[float]:
 def call_with_retry(
     fn: Callable[[], T],
     *,
-    policy: RetryPolicy,
+    policy: RetrySettings,
     stop: threading.Event,
     what: str,
 ) -> T:

@@ -1,21 +1,16 @@
-"""Frozen, validated settings built from a TOML file, command-line overrides and environment variables.
+"""Frozen, validated settings, one dataclass per concern; the adapters and the core take these directly.
 
-Precedence, highest first: a command-line option (`--set section.key=value` or its named shortcut), the
-secret's environment variable (COUCHDB_PASSWORD, PANDA_API_KEY), the TOML file, the default below.
-Every default is defined once, as a dataclass field default; unknown keys are errors.
+Every default is defined once, as a dataclass field default, and every rule once, in its `__post_init__`
+(a ConfigError naming the section). `loader.py` fills them from a TOML file, the environment and options.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tomllib
 import types
-import typing
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,14 +25,17 @@ __all__ = [
     "BatchSettings",
     "RetrySettings",
     "VerifySettings",
-    "Settings",
     "parse_duration",
-    "load_settings",
-    "parse_override",
+    "STARTUP_RETRY",
+    "NOT_A_KEY",
+    "Settings",
     "scrub_url",
 ]
 
 _SLUG = re.compile(r"^[\w-]+$", re.ASCII)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*[_-]|_")
+NOT_A_KEY = types.MappingProxyType({"key": False})
+"""Field metadata: set by code, never read from the configuration."""
 _FEED_PARAMS = frozenset({"feed", "since", "limit", "include_docs", "heartbeat", "timeout", "filter", "doc_ids",
                           "style", "descending", "last-event-id", "seq_interval"})
 
@@ -163,12 +161,20 @@ class PandaSettings:
 
     def __post_init__(self) -> None:
         _check_http_url("panda", self.url)
+        parts = urlsplit(self.url)
+        if parts.query or parts.fragment:
+            raise ConfigError(f"[panda] url must be http(s)://host[:port][/prefix], got {scrub_url(self.url)!r}")
+        if parts.username or parts.password:
+            raise ConfigError("[panda] url must not hold credentials; use the email and API key settings")
         if not self.email:
             raise ConfigError("[panda] email is required")
-        if not self.api_key:
-            raise ConfigError("[panda] api_key is required (set PANDA_API_KEY)")
+        # The API key is required by load_settings, for the commands that reach PANDA (see `secrets` there).
+        for name, value in (("email", self.email), ("api_key", self.api_key)):  # they travel as headers
+            if value and (value != value.strip() or not value.isascii() or not value.isprintable()):
+                raise ConfigError(f"[panda] {name} must be printable ASCII without surrounding spaces")
         if not self.dataset:
             raise ConfigError("[panda] dataset is required")
+        # contract 16.10: never build /api/1.0/dataset/ without a slug; "schema" is Tastypie's (contract 1)
         if not _SLUG.fullmatch(self.dataset) or self.dataset == "schema":
             raise ConfigError(f"[panda] dataset must be a slug of letters, digits, _ and -, got {self.dataset!r}")
         if self.timeout <= 0:
@@ -187,6 +193,9 @@ class MappingSettings:
     """Instead of a field, a template of fields such as `{type}-{number}`."""
     fields: dict[str, str] = field(default_factory=dict)
     """Column -> dotted document field path; a column not listed reads the same-named field."""
+    external_id_prefix: str = ""
+    """Text put before every encoded external_id, e.g. `r_`: makes this dataset's PANDA row keys distinct
+    from those of a dataset whose slug is this one's plus `-...` (see README, "Datasets that share keys")."""
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -201,6 +210,11 @@ class MappingSettings:
             raise ConfigError(f"[mapping.fields] names columns that are not in [mapping] columns: {unknown}")
         if not self.external_id:
             raise ConfigError("[mapping] external_id must name a field path")
+        if self.external_id_prefix and not _ID_PREFIX.fullmatch(self.external_id_prefix):
+            # it must not start with '-' (Solr's prohibit operator) and its last '_' or '-' keeps any id
+            # from becoming AND, OR or NOT, so every prefixed id stays one PANDA can also delete
+            raise ConfigError("[mapping] external_id_prefix must be ASCII letters, digits, '_' and '-', not "
+                              f"start with '-', and end with '_' or '-', got {self.external_id_prefix!r}")
 
     def field_paths(self) -> tuple[str, ...]:
         """The document field path of each column, in column order."""
@@ -239,16 +253,25 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How transient faults are retried."""
+    """How transient faults are retried (see retry.py); every adapter takes one."""
 
     initial_delay: float = 0.5
-    """Seconds before the first retry."""
+    """Seconds before the first retry (the base of the exponential schedule)."""
     max_delay: float = 30.0
     """The cap on any one wait, in seconds."""
+    max_tries: int | None = field(default=None, metadata=NOT_A_KEY)
+    """Give up and re-raise after this many attempts; None retries until stopped. Not a configuration
+    key: only the start-up checks use it (STARTUP_RETRY)."""
 
     def __post_init__(self) -> None:
         if self.initial_delay <= 0 or self.max_delay < self.initial_delay:
             raise ConfigError("[retry] need 0 < initial_delay <= max_delay")
+        if self.max_tries is not None and self.max_tries < 1:
+            raise ConfigError("[retry] max_tries must be at least 1")
+
+
+STARTUP_RETRY = RetrySettings(initial_delay=0.2, max_delay=1.0, max_tries=3)
+"""The start-up checks' few quick tries: a server that cannot be reached then is a configuration error."""
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -307,113 +330,11 @@ class Settings:
                 "columns": self.mapping.columns,
                 "paths": list(self.mapping.field_paths()),
                 "external_id": self.mapping.external_id_template or self.mapping.external_id,
+                # only when set, so checkpoints saved before the prefix existed still match
+                **({"external_id_prefix": self.mapping.external_id_prefix} if self.mapping.external_id_prefix else {}),
             },
         }
 
     def fingerprint_hash(self) -> str:
         text = json.dumps(self.fingerprint(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-_SECTIONS: dict[str, type] = {
-    "source": SourceSettings,
-    "panda": PandaSettings,
-    "mapping": MappingSettings,
-    "checkpoint": CheckpointSettings,
-    "batch": BatchSettings,
-    "retry": RetrySettings,
-    "verify": VerifySettings,
-}
-_SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """Split `section.key=value`; the value is read as TOML when it parses, else kept as text."""
-    name, sep, raw = text.partition("=")
-    section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
-        raise ConfigError(f"--set wants section.key=value, got {text!r}")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return section, key, value
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-
-
-def load_settings(
-    path: Path | None,
-    overrides: Mapping[tuple[str, str], Any] = {},
-    env: Mapping[str, str] | None = None,
-) -> Settings:
-    """Build validated settings; raises ConfigError naming the offending key."""
-    env = os.environ if env is None else env
-    raw = _read_file(path) if path else {}
-    unknown = sorted(set(raw) - set(_SECTIONS))
-    if unknown:
-        raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")
-    # [mapping.fields] arrives nested inside [mapping]; [source.events] inside [source].
-    merged: dict[str, dict[str, Any]] = {name: dict(raw.get(name) or {}) for name in _SECTIONS}
-    for (section, key), var in _SECRETS.items():
-        if env.get(var):
-            merged[section][key] = env[var]
-    for (section, key), value in overrides.items():
-        if section not in merged:
-            raise ConfigError(f"unknown section {section!r} in an override; known: {sorted(_SECTIONS)}")
-        merged[section][key] = value
-    built = {name: _build(cls, name, merged[name]) for name, cls in _SECTIONS.items()}
-    return Settings(**built)
-
-
-def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [{section}]: {unknown}; known: {sorted(known)}")
-    kwargs = {key: _coerce(section, key, hints[key], value) for key, value in values.items()}
-    missing = [f.name for f in known.values() if f.default is MISSING and f.default_factory is MISSING]
-    if any(name not in kwargs for name in missing):
-        raise ConfigError(f"[{section}] needs {missing}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[{section}] {exc}") from None
-
-
-def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint) or hint
-    if isinstance(origin, types.UnionType):
-        origin = typing.get_args(hint)[0]
-    wrong = ConfigError(f"[{section}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
-    if origin is bool:
-        if not isinstance(value, bool):
-            raise wrong
-    elif origin is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong
-    elif origin is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise wrong
-        value = float(value)
-    elif origin is str:
-        if not isinstance(value, str):
-            raise wrong
-    elif origin is list:
-        if isinstance(value, str):
-            value = [item for item in value.split(",") if item]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise wrong
-    elif origin is dict:
-        if not isinstance(value, dict):
-            raise wrong
-    return value

@@ -7,23 +7,11 @@ A batch is due on count, bytes or age, whichever comes first, or as soon as the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from bridge.config.settings import BatchSettings
 from bridge.model import Batch, Change, Position, Seq
 
-__all__ = ["BatchLimits", "Batcher"]
-
-
-@dataclass(frozen=True, slots=True)
-class BatchLimits:
-    """Whichever comes first makes a batch due."""
-
-    max_changes: int = 1000
-    """Distinct documents in the batch."""
-    max_bytes: int = 4_000_000
-    """Approximate feed bytes folded into the batch."""
-    max_age: float = 0.5
-    """Seconds since the batch's first entry."""
+__all__ = ["Batcher"]
 
 
 class Batcher:
@@ -34,7 +22,7 @@ class Batcher:
     which only means a restart re-reads a little more.
     """
 
-    def __init__(self, limits: BatchLimits, clock: Callable[[], float]) -> None:
+    def __init__(self, limits: BatchSettings, clock: Callable[[], float]) -> None:
         self._limits = limits
         self._clock = clock
         self._changes: dict[str, Change] = {}

@@ -34,6 +34,8 @@ class RowMapper:
         """True when every column reads a top-level field, so `row` can skip the dotted walk."""
         self._template = ids.compile_template(settings.external_id_template) if settings.external_id_template else None
         self._id_path = settings.external_id
+        self.id_prefix = settings.external_id_prefix
+        """Put before every encoded id; fixed, so the ids stay injective and keep their key space apart."""
         self.uses_doc_id = self._template is None and self._id_path == "_id"
         """True when the external_id is the encoded document id, which no two documents share."""
 
@@ -51,7 +53,7 @@ class RowMapper:
         the id would be empty: an empty code names no record, and every such document would share one row).
         """
         if self.uses_doc_id:
-            return ids.encode(change.doc_id)
+            return self.id_prefix + ids.encode(change.doc_id)
         if change.doc is None:
             raise MappingError(f"document {change.doc_id!r} has no body to read its external_id from")
         try:
@@ -64,4 +66,4 @@ class RowMapper:
         if not raw:
             source = f"template {self._template.pattern!r}" if self._template else f"field {self._id_path!r}"
             raise MappingError(f"document {change.doc_id!r}: no external_id: {source} gives an empty string")
-        return ids.encode(raw)
+        return self.id_prefix + ids.encode(raw)

@@ -24,25 +24,11 @@ import orjson
 
 from bridge.core.mapping import RowMapper
 from bridge.errors import MappingError
-from bridge.model import Change, Delete, Row, Seq, Upsert
-from bridge.state.checkpoint import Sent
+from bridge.model import Change, Delete, Refusal, Row, Sent, Upsert
 
-__all__ = ["Refusal", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
+__all__ = ["Accepts", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
 
 Accepts = Callable[[str, Mapping[str, Any] | None], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A change that cannot be delivered: it is written to the dead-letter file with its reason."""
-
-    doc_id: str
-    seq: Seq | None
-    reason: str
-    external_id: str | None = None
-    row: Row | None = None
-    status: int | None = None
-    doc: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,86 +128,108 @@ def _plan(
 ) -> tuple[Plan, list[str]]:
     """One planning pass with `released` external_ids free from the start; also returns the documents
     refused because another document owns their external_id."""
-    upserts: dict[str, Upsert] = {}
-    deletes: dict[str, Delete] = {}
-    refusals: list[Refusal] = []
-    blocked: list[str] = []
-    on_success: dict[str, Sent | None] = {}
-    on_reject: dict[str, Sent | None] = {}
-    claimed: dict[str, str | None] = dict.fromkeys(released)
-    unchanged = 0
-
-    def owner_of(external_id: str) -> str | None:
-        if external_id in claimed:
-            return claimed[external_id]
-        return owners.get(external_id) if owners is not None else None
-
-    def delete_doubtful(change: Change, doubtful: Collection[str], keep: set[str]) -> None:
-        """Delete rows a crashed run may have left for this document, unless kept or now another's."""
-        for external_id in doubtful:
-            owner = owner_of(external_id)
-            if external_id in keep or (owner is not None and owner != change.doc_id):
-                continue
-            deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
-            claimed[external_id] = None
-
+    planning = _Pass(mapper, owners, released)
     for change in changes:
         prev = known.get(change.doc_id)
         doubtful = unsure.get(change.doc_id, ())
-        live = not change.deleted and change.doc is not None and accepts(change.doc_id, change.doc)
-        if not live:
-            if prev is not None:
-                deletes[prev.external_id] = Delete(prev.external_id, change.doc_id, change.seq)
-                on_success[change.doc_id] = None
-                claimed[prev.external_id] = None
-            elif delete_unknown and mapper.uses_doc_id:
-                external_id = mapper.external_id(change)
-                deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
-                on_success[change.doc_id] = None
-            if doubtful:
-                delete_doubtful(change, doubtful, set())
-                on_success[change.doc_id] = None
-            continue
-        assert change.doc is not None
+        if change.deleted or change.doc is None or not accepts(change.doc_id, change.doc):
+            planning.gone(change, prev, doubtful, delete_unknown=delete_unknown)
+        else:
+            planning.live(change, change.doc, prev, doubtful)
+    return planning.result(), planning.blocked
+
+
+class _Pass:
+    """The state of one planning pass: operations so far, and who claims which external_id."""
+
+    def __init__(self, mapper: RowMapper, owners: Mapping[str, str] | None, released: set[str]) -> None:
+        self._mapper = mapper
+        self._owners = owners
+        self._upserts: dict[str, Upsert] = {}
+        self._deletes: dict[str, Delete] = {}
+        self._refusals: list[Refusal] = []
+        self._on_success: dict[str, Sent | None] = {}
+        self._on_reject: dict[str, Sent | None] = {}
+        self._claimed: dict[str, str | None] = dict.fromkeys(released)
+        """External_ids taken (by the document named) or freed (None) earlier in this batch."""
+        self._unchanged = 0
+        self.blocked: list[str] = []
+        """Documents refused because another document owns their external_id."""
+
+    def owner_of(self, external_id: str) -> str | None:
+        """The document that owns `external_id` now: as this batch left it, else as the record says."""
+        if external_id in self._claimed:
+            return self._claimed[external_id]
+        return self._owners.get(external_id) if self._owners is not None else None
+
+    def gone(self, change: Change, prev: Sent | None, doubtful: Collection[str], *, delete_unknown: bool) -> None:
+        """A tombstone, or a document the filter no longer accepts: delete whatever row it has."""
+        if prev is not None:
+            self._delete(prev.external_id, change)
+            self._on_success[change.doc_id] = None
+        elif delete_unknown and self._mapper.uses_doc_id:
+            external_id = self._mapper.external_id(change)
+            self._deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
+            self._on_success[change.doc_id] = None
+        if doubtful:
+            self._delete_doubtful(change, doubtful, set())
+            self._on_success[change.doc_id] = None
+
+    def live(self, change: Change, doc: Mapping[str, Any], prev: Sent | None, doubtful: Collection[str]) -> None:
+        """A document to mirror: refuse it, skip it (PANDA holds its row), or upsert it (moving its row)."""
         try:
-            external_id = mapper.external_id(change)
-            row = mapper.row(change.doc)
+            external_id = self._mapper.external_id(change)
+            row = self._mapper.row(doc)
         except MappingError as exc:
-            refusals.append(Refusal(change.doc_id, change.seq, str(exc), doc=change.doc))
-            continue
-        owner = owner_of(external_id)
+            self._refusals.append(Refusal(change.doc_id, change.seq, str(exc), doc=doc))
+            return
+        owner = self.owner_of(external_id)
         if owner is not None and owner != change.doc_id:
             reason = f"external_id {external_id!r} already belongs to document {owner!r}"
-            refusals.append(Refusal(change.doc_id, change.seq, reason, external_id, row, doc=change.doc))
-            blocked.append(change.doc_id)
-            continue
+            self._refusals.append(Refusal(change.doc_id, change.seq, reason, external_id, row, doc=doc))
+            self.blocked.append(change.doc_id)
+            return
         digest = row_hash(row)
         if doubtful:
-            delete_doubtful(change, doubtful, {external_id} | ({prev.external_id} if prev is not None else set()))
+            keep = {external_id} | ({prev.external_id} if prev is not None else set())
+            self._delete_doubtful(change, doubtful, keep)
         if (prev is not None and prev.external_id == external_id and prev.row_hash == digest
                 and external_id not in doubtful):
-            unchanged += 1
+            self._unchanged += 1
             if doubtful:
-                on_success[change.doc_id] = prev  # the outcome is known again: clears the pending notes
-            continue
+                self._on_success[change.doc_id] = prev  # the outcome is known again: clears the pending notes
+            return
         if prev is not None and prev.external_id != external_id:
-            deletes[prev.external_id] = Delete(prev.external_id, change.doc_id, change.seq)
-            claimed[prev.external_id] = None
-            on_reject[change.doc_id] = None
+            self._delete(prev.external_id, change)
+            self._on_reject[change.doc_id] = None
         else:
-            on_reject[change.doc_id] = prev
-        upserts[external_id] = Upsert(external_id, row, change.doc_id, change.seq)
-        on_success[change.doc_id] = Sent(external_id, digest)
-        claimed[external_id] = change.doc_id
+            self._on_reject[change.doc_id] = prev
+        self._upserts[external_id] = Upsert(external_id, row, change.doc_id, change.seq)
+        self._on_success[change.doc_id] = Sent(external_id, digest)
+        self._claimed[external_id] = change.doc_id
 
-    for external_id in upserts:
-        deletes.pop(external_id, None)
-    plan = Plan(
-        upserts=tuple(upserts.values()),
-        deletes=tuple(deletes.values()),
-        refusals=tuple(refusals),
-        on_success=on_success,
-        on_reject=on_reject,
-        unchanged=unchanged,
-    )
-    return plan, blocked
+    def result(self) -> Plan:
+        """The plan; a delete of an external_id upserted in the same batch is dropped."""
+        for external_id in self._upserts:
+            self._deletes.pop(external_id, None)
+        return Plan(
+            upserts=tuple(self._upserts.values()),
+            deletes=tuple(self._deletes.values()),
+            refusals=tuple(self._refusals),
+            on_success=self._on_success,
+            on_reject=self._on_reject,
+            unchanged=self._unchanged,
+        )
+
+    def _delete(self, external_id: str, change: Change) -> None:
+        """Delete a row the document leaves, freeing its external_id for the rest of the batch."""
+        self._deletes[external_id] = Delete(external_id, change.doc_id, change.seq)
+        self._claimed[external_id] = None
+
+    def _delete_doubtful(self, change: Change, doubtful: Collection[str], keep: set[str]) -> None:
+        """Delete rows a crashed run may have left for this document, unless kept or now another's."""
+        for external_id in doubtful:
+            owner = self.owner_of(external_id)
+            if external_id in keep or (owner is not None and owner != change.doc_id):
+                continue
+            self._delete(external_id, change)

@@ -6,7 +6,6 @@ document out of the selection, PouchDB Server ignores a POSTed one, and SSE sour
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import re
@@ -15,172 +14,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
 
+from bridge.core.collation import ORDER, TYPE_NAMES, collate, type_name
+from bridge.core.selector_tree import AllOf, AnyOf, Exists, Field, Node, Test
 from bridge.errors import ConfigError
 
 __all__ = ["Selector", "compile_selector"]
 
 logger = logging.getLogger(__name__)
 
-_TYPE_NAMES = ("null", "boolean", "number", "string", "array", "object")
 _UNSUPPORTED = frozenset({"$text", "$where", "$geoWithin", "$geoIntersects", "$near", "$nearSphere"})
-
-
-# --- CouchDB collation -------------------------------------------------------------------------------------
-# null < false < true < numbers < strings < arrays < objects. Strings compare by code point, not by ICU's
-# Unicode Collation Algorithm as CouchDB's views do ("B" < "a" here, "a" < "B" there); CouchDB itself
-# compares `_id` by raw bytes, which is code point order, so `_id` ranges agree exactly.
-
-
-def _rank(value: object) -> int:
-    if value is None:
-        return 0
-    if value is False:
-        return 1
-    if value is True:
-        return 2
-    if isinstance(value, (int, float)):
-        return 3
-    if isinstance(value, str):
-        return 4
-    if isinstance(value, (list, tuple)):
-        return 5
-    if isinstance(value, Mapping):
-        return 6
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
-
-
-def _collate(a: Any, b: Any) -> int:
-    """-1, 0 or 1 as `a` sorts before, with or after `b`; 1 and 1.0 are equal, true and 1 are not."""
-    rank_a, rank_b = _rank(a), _rank(b)
-    if rank_a != rank_b:
-        return -1 if rank_a < rank_b else 1
-    if rank_a in (3, 4):
-        return int(a > b) - int(a < b)
-    if rank_a == 6:
-        a, b = list(a.items()), list(b.items())  # objects compare key, value, key, value, ... in order
-    if rank_a in (5, 6):
-        for item_a, item_b in zip(a, b, strict=False):
-            if rank_a == 6:
-                order = _collate(item_a[0], item_b[0]) or _collate(item_a[1], item_b[1])
-            else:
-                order = _collate(item_a, item_b)
-            if order:
-                return order
-        return (len(a) > len(b)) - (len(a) < len(b))
-    return 0
-
-
-def _type_name(value: object) -> str:
-    return ("null", "boolean", "boolean", "number", "string", "array", "object")[_rank(value)]
-
-
-_ORDER: dict[str, Callable[[int], bool]] = {
-    "$eq": lambda order: order == 0,
-    "$ne": lambda order: order != 0,
-    "$lt": lambda order: order < 0,
-    "$lte": lambda order: order <= 0,
-    "$gt": lambda order: order > 0,
-    "$gte": lambda order: order >= 0,
-}
-
-
-# --- Evaluation tree ---------------------------------------------------------------------------------------
-# Like CouchDB's normaliser, compilation binds every condition to a full field path and pushes negation down
-# to the conditions (De Morgan through $and/$or). A condition is then tested only on a value that exists: a
-# field missing from the document fails every condition except {"$exists": false}, even a negated one. So
-# {"f": {"$ne": 1}}, {"f": {"$nin": [1]}} and {"$not": {"f": 1}} do NOT match a document without `f`
-# (CouchDB's documented rule: "$ne means the specified field must exist"; MongoDB differs).
-
-
-class _Absent(enum.Enum):
-    MISSING = "missing"  # an object along the path lacks the key
-    BAD_PATH = "bad path"  # the path runs into a scalar or past an array: fails even $exists:false
-
-
-@dataclass(frozen=True, slots=True)
-class _Test:
-    """A condition on a value that exists: `check`, or its negation."""
-
-    check: Callable[[Any], bool]
-    negate: bool = False
-
-    def holds(self, value: Any) -> bool:
-        return self.check(value) != self.negate
-
-    def negated(self) -> _Test | _Exists:
-        return _Test(self.check, not self.negate)
-
-
-@dataclass(frozen=True, slots=True)
-class _Exists:
-    """$exists: the one condition about absence, so negating it flips what it wants."""
-
-    wanted: bool
-
-    def holds(self, value: Any) -> bool:
-        return self.wanted
-
-    def negated(self) -> _Test | _Exists:
-        return _Exists(not self.wanted)
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    """A condition on the value at `path` in a document, array element or key; () is the value itself."""
-
-    path: tuple[str, ...]
-    test: _Test | _Exists
-
-    def matches(self, value: Any) -> bool:
-        found = _lookup(value, self.path)
-        if found is _Absent.MISSING:
-            return isinstance(self.test, _Exists) and not self.test.wanted
-        return found is not _Absent.BAD_PATH and self.test.holds(found)
-
-    def negated(self) -> _Node:
-        return _Field(self.path, self.test.negated())
-
-
-@dataclass(frozen=True, slots=True)
-class _All:
-    parts: tuple[_Node, ...]
-
-    def matches(self, value: Any) -> bool:
-        return all(part.matches(value) for part in self.parts)
-
-    def negated(self) -> _Node:
-        return _Any(tuple(part.negated() for part in self.parts))
-
-
-@dataclass(frozen=True, slots=True)
-class _Any:
-    parts: tuple[_Node, ...]
-
-    def matches(self, value: Any) -> bool:
-        # CouchDB treats an empty $or (and so the negation of an empty $and) as matching everything.
-        return not self.parts or any(part.matches(value) for part in self.parts)
-
-    def negated(self) -> _Node:
-        return _All(tuple(part.negated() for part in self.parts))
-
-
-_Node = _Field | _All | _Any
-
-
-def _lookup(value: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if isinstance(value, Mapping):
-            if part not in value:
-                return _Absent.MISSING
-            value = value[part]
-        elif isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]  # CouchDB reads a numeric path part as an array index
-        else:
-            return _Absent.BAD_PATH
-    return value
-
-
-# --- Compilation -------------------------------------------------------------------------------------------
 
 
 def compile_selector(selector: Mapping[str, Any]) -> Selector:
@@ -199,23 +41,23 @@ def compile_selector(selector: Mapping[str, Any]) -> Selector:
     if not isinstance(selector, Mapping):
         raise ConfigError(f"selector: must be a JSON object, got {_show(selector)}")
     if not selector:
-        return Selector(_All(()))
+        return Selector(AllOf(()))
     return Selector(_compile_object(selector, (), nested=False))
 
 
-def _compile_object(selector: Mapping[str, Any], path: tuple[str, ...], nested: bool) -> _Node:
+def _compile_object(selector: Mapping[str, Any], path: tuple[str, ...], nested: bool) -> Node:
     parts = tuple(_compile_entry(key, value, path, nested) for key, value in selector.items())
-    return parts[0] if len(parts) == 1 else _All(parts)
+    return parts[0] if len(parts) == 1 else AllOf(parts)
 
 
-def _compile_value(value: Any, path: tuple[str, ...], nested: bool) -> _Node:
+def _compile_value(value: Any, path: tuple[str, ...], nested: bool) -> Node:
     """A non-empty object is a sub-selector; any other value (`{}` included) means equality."""
     if isinstance(value, Mapping) and value:
         return _compile_object(value, path, nested)
     return _compile_condition("$eq", value, path, nested)
 
 
-def _compile_entry(key: object, value: Any, path: tuple[str, ...], nested: bool) -> _Node:
+def _compile_entry(key: object, value: Any, path: tuple[str, ...], nested: bool) -> Node:
     if not isinstance(key, str):
         raise ConfigError(f"selector: field names must be strings, got {key!r}")
     if not key.startswith("$"):
@@ -225,8 +67,8 @@ def _compile_entry(key: object, value: Any, path: tuple[str, ...], nested: bool)
             _fail(key, path, nested, "an array of selectors", value)
         parts = tuple(_compile_value(item, path, nested) for item in value)
         if key == "$or":
-            return _Any(parts)
-        return _All(parts if key == "$and" else tuple(part.negated() for part in parts))
+            return AnyOf(parts)
+        return AllOf(parts if key == "$and" else tuple(part.negated() for part in parts))
     if key == "$not":
         if not isinstance(value, Mapping):
             _fail(key, path, nested, "a selector object", value)
@@ -234,25 +76,25 @@ def _compile_entry(key: object, value: Any, path: tuple[str, ...], nested: bool)
     return _compile_condition(key, value, path, nested)
 
 
-def _compile_condition(op: str, arg: Any, path: tuple[str, ...], nested: bool) -> _Field:
-    test: _Test | _Exists
+def _compile_condition(op: str, arg: Any, path: tuple[str, ...], nested: bool) -> Field:
+    test: Test | Exists
     if op == "$exists":
         if not isinstance(arg, bool):
             _fail(op, path, nested, "true or false", arg)
-        test = _Exists(arg)
+        test = Exists(arg)
     else:
-        test = _Test(_compile_check(op, arg, path, nested))
+        test = Test(_compile_check(op, arg, path, nested))
     if not path and not nested:
         _fail(op, path, nested, "a field name", arg)
-    return _Field(path, test.negated() if op == "$nin" else test)
+    return Field(path, test.negated() if op == "$nin" else test)
 
 
 def _compile_check(op: str, arg: Any, path: tuple[str, ...], nested: bool) -> Callable[[Any], bool]:
     """The check for a condition operator on a value that exists; `$nin` gets `$in`'s, negated."""
-    if op in _ORDER:
+    if op in ORDER:
         _check_json(op, arg, path, nested)
-        order = _ORDER[op]
-        return lambda value: order(_collate(value, arg))
+        order = ORDER[op]
+        return lambda value: order(collate(value, arg))
     if op in ("$in", "$nin", "$all"):
         if not isinstance(arg, list):
             _fail(op, path, nested, "an array", arg)
@@ -263,9 +105,9 @@ def _compile_check(op: str, arg: Any, path: tuple[str, ...], nested: bool) -> Ca
             _fail(op, path, nested, "a selector object", arg)
         return partial(_match_nested, op, _compile_value(arg, (), nested=True))
     if op == "$type":
-        if arg not in _TYPE_NAMES:
-            _fail(op, path, nested, "one of " + ", ".join(_TYPE_NAMES), arg)
-        return lambda value: _type_name(value) == arg
+        if arg not in TYPE_NAMES:
+            _fail(op, path, nested, "one of " + ", ".join(TYPE_NAMES), arg)
+        return lambda value: type_name(value) == arg
     if op == "$size":
         if not _is_int(arg) or arg < 0:
             _fail(op, path, nested, "a non-negative integer", arg)
@@ -296,19 +138,19 @@ def _compile_check(op: str, arg: Any, path: tuple[str, ...], nested: bool) -> Ca
 def _is_in(operands: tuple[Any, ...], value: Any) -> bool:
     """$in: an array value matches when any of its elements equals an operand."""
     values = value if isinstance(value, list) else [value]
-    return any(_collate(item, operand) == 0 for item in values for operand in operands)
+    return any(collate(item, operand) == 0 for item in values for operand in operands)
 
 
 def _contains_all(operands: tuple[Any, ...], value: Any) -> bool:
     """$all: an array holding every operand; {"$all": [[1, 2]]} also matches exactly [1, 2]."""
     if not isinstance(value, list) or not operands:
         return False
-    if all(any(_collate(item, operand) == 0 for item in value) for operand in operands):
+    if all(any(collate(item, operand) == 0 for item in value) for operand in operands):
         return True
-    return len(operands) == 1 and _collate(operands[0], value) == 0
+    return len(operands) == 1 and collate(operands[0], value) == 0
 
 
-def _match_nested(op: str, selector: _Node, value: Any) -> bool:
+def _match_nested(op: str, selector: Node, value: Any) -> bool:
     """$elemMatch: any element; $allMatch: every element of a non-empty array; $keyMapMatch: any key."""
     if op == "$keyMapMatch":
         return isinstance(value, Mapping) and any(selector.matches(key) for key in value)
@@ -372,14 +214,11 @@ def _fail(op: str, path: tuple[str, ...], nested: bool, need: str, arg: object) 
     raise ConfigError(f"selector: {op} on {_where(path, nested)} needs {need}, got {_show(arg)}")
 
 
-# --- Public types ------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class Selector:
     """A validated Mango selector; build it with `compile_selector`."""
 
-    tree: _Node
+    tree: Node
     """The compiled conditions, negations already pushed down to the fields."""
 
     def matches(self, doc: Mapping[str, Any]) -> bool:

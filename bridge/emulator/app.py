@@ -167,8 +167,17 @@ class PandaApp:
     def _dataset_list(self, req: Request, user: User) -> Response:
         store = self.store
         if req.method == "GET":
-            objects = [store.dataset_json(ds) for ds in store.datasets.values()]
-            meta = {"limit": 20, "next": None, "offset": 0, "previous": None, "total_count": len(objects)}
+            # Tastypie's Paginator (D): `limit` defaults to API_LIMIT_PER_PAGE, 20; 0 means every dataset
+            limit, offset = rules.parse_list_paging(req.query)
+            every = list(store.datasets.values())
+            chosen = every[offset:] if limit == 0 else every[offset : offset + limit]
+            meta: dict[str, Any] = {"limit": limit, "offset": offset, "total_count": len(every),
+                                    "previous": None, "next": None}
+            if limit and offset + limit < len(every):
+                meta["next"] = self._page_uri(req, limit, offset + limit)
+            if limit and offset:
+                meta["previous"] = self._page_uri(req, limit, max(0, offset - limit))
+            objects = [store.dataset_json(ds) for ds in chosen]
             return _json(200, {"meta": meta, "objects": objects}, _NO_CACHE)
         if req.method in ("PUT", "DELETE"):
             # contract 13: PANDA would delete every dataset. Not emulated: recorded so tests can catch it.

@@ -269,6 +269,18 @@ def parse_paging(query: Mapping[str, str]) -> tuple[int, int, int]:
     return rows, offset, min(meta_limit, 1000)
 
 
+def parse_list_paging(query: Mapping[str, str]) -> tuple[int, int]:
+    """(limit, offset) of the dataset list: Tastypie's Paginator, 20 by default, 0 for all (D); Refused(500)
+    on values that are not non-negative integers."""
+    raw_limit, raw_offset = query.get("limit", "20"), query.get("offset", "0")
+    if not _INTEGER.fullmatch(raw_limit) or not _INTEGER.fullmatch(raw_offset):
+        raise Refused(SERVER_ERROR)
+    limit, offset = int(raw_limit), int(raw_offset)
+    if limit < 0 or offset < 0:
+        raise Refused(SERVER_ERROR)
+    return limit, offset
+
+
 def content_type_ok(value: str | None) -> bool:
     """True when the media type is exactly application/json; parameters are ignored (contract 1)."""
     return bool(value) and str(value).split(";", 1)[0].strip() == "application/json"

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -107,6 +107,7 @@ class PandaEmulator:
         self._recorded: deque[RecordedRequest] = deque(maxlen=max_recorded)
         self._recorded_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._on_write: Callable[[str, str], None] | None = None
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.add_user(DEFAULT_EMAIL, DEFAULT_API_KEY)
@@ -216,12 +217,19 @@ class PandaEmulator:
         """Bulk rows whose external_id matches `pattern` fail PANDA's validation (see Faults.reject_rows)."""
         self.faults.reject_rows(pattern, problem)
 
+    def watch_writes(self, callback: Callable[[str, str], None] | None) -> None:
+        """Call `callback(method, path)` in the serving thread as each write arrives, before any fault,
+        latency or slow reply applies (None stops). Lets a test act at a known point of a client's write,
+        e.g. kill it while the write is held by `set_latency`."""
+        self._on_write = callback
+
     def reset(self) -> None:
         """Drop datasets, rows, recorded requests and every switch; users stay."""
         with self.store.mutex:
             self.store.clear_data()
         self.faults.reset()
         self.clear_requests()
+        self._on_write = None
 
     # serving
 
@@ -233,6 +241,9 @@ class PandaEmulator:
         """Answer one API request with faults, latency and slow replies applied, and record it."""
         arrived = time.time()
         is_write = req.method in _WRITES
+        on_write = self._on_write
+        if is_write and on_write is not None:
+            on_write(req.method, req.path)
         fault = self.faults.next_write_fault() if is_write else None
         if fault is not None and not fault.after_write:
             response = _fault_response(fault.status)

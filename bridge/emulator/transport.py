@@ -1,7 +1,8 @@
 """The HTTP/1.1 side of the emulator: a threading keep-alive server that sends each answer in one write.
 
 nginx's limits come first, as in front of PANDA (contract 14): request line over 8 KB -> 414, one header
-over 8 KB -> 400, chunked request bodies -> 411.
+over 8 KB -> 400, chunked request bodies -> 411. Strictly: a line counts with its CRLF, since it must fit in
+one of nginx's 8192-byte large header buffers, so a client that aims at the limit finds it exactly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ __all__ = ["EmulatorHTTPServer", "Serving", "TrackingHTTPServer", "TrackedHandle
 logger = logging.getLogger(__name__)
 
 _NGINX_LINE_LIMIT = 8192
+"""Bytes a request line or a header line may take, CRLF included (large_client_header_buffers 4 8k)."""
+_CRLF = 2
 _HEADER_SAFE = "/:?&=%#,;@+!$'()*[]~-_."
 
 
@@ -136,9 +139,9 @@ class _Handler(TrackedHandler):
         return Response(status, body, content_type)
 
     def _answer(self, path: str, raw_query: str) -> Response:
-        if len(self.requestline) > _NGINX_LINE_LIMIT:
+        if len(self.requestline) + _CRLF > _NGINX_LINE_LIMIT:
             return self._nginx(414)
-        if any(len(k) + 2 + len(v) > _NGINX_LINE_LIMIT for k, v in self.headers.items()):
+        if any(len(k) + 2 + len(v) + _CRLF > _NGINX_LINE_LIMIT for k, v in self.headers.items()):
             return self._nginx(400)
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._nginx(411)  # nginx 1.1 (contract 14)

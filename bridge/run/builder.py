@@ -1,40 +1,40 @@
 """Builds a pipeline from settings, checks both ends before anything is written, and runs it.
 
 Start-up order: the checkpoint is read and matched to these settings; the source and PANDA are reached
-(a failure here is a configuration error, exit 2); the dataset is fetched or created and its columns
+(a failure here is a configuration error, exit 2); PANDA's datasets are listed, and a slug that shares row
+keys with this one stops the bridge (core/keyspace.py); the dataset is fetched or created and its columns
 compared; the database marker is checked; only then does the feed start.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bridge.config.settings import Settings, scrub_url
-from bridge.core.batching import BatchLimits
 from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
-from bridge.retry import RetryPolicy
-from bridge.run.pipeline import Decode, Delivery, RunStats, Source, run
+from bridge.retry import Retrying, startup_retries
+from bridge.run.delivery import Delivery, RunStats
+from bridge.run.pipeline import run
+from bridge.run.reader import Decode, Source
 from bridge.sink.panda import PandaSink
 from bridge.source.couchdb import CouchSource
 from bridge.source.decode import decode_row
 from bridge.source.sse import SseFeed, SseSource
-from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event
+from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event, event_spec
 from bridge.state.checkpoint import Checkpoint, StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 
 __all__ = ["parse_since", "Bridge"]
 
 logger = logging.getLogger(__name__)
-
-_STARTUP_TRIES = 3
-
 
 def parse_since(text: str) -> str | Seq | None:
     """`last` and `now` stay words; `0` means the beginning (None); anything else is a literal seq."""
@@ -45,11 +45,20 @@ def parse_since(text: str) -> str | Seq | None:
     return Seq(int(text)) if text.isdigit() else Seq(text)
 
 
-def decode_couch_item(raw: Any) -> Change | None:
+def decode_couch_item(raw: Any, size: int) -> Change | None:
     """A CouchDB source yields `_changes` rows while catching up and, with feed=eventsource, events after."""
     if isinstance(raw, SseEvent):
-        return decode_couchdb_event(raw)
-    return decode_row(raw)
+        return decode_couchdb_event(raw, size)
+    return decode_row(raw, size)
+
+
+def sse_decoder(spec: SseEventSpec) -> Decode:
+    """The decoder of a generic event stream's items, for events shaped as `spec` says."""
+
+    def decode(event: SseEvent, size: int) -> Change | None:
+        return decode_sse_event(event, spec, size)
+
+    return decode
 
 
 def _event_seq(event: SseEvent) -> Seq | None:
@@ -62,7 +71,6 @@ class Bridge:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
-        self.retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay)
         self.store = StateStore(Path(settings.checkpoint.path))
         self.deadletters = DeadLetterFile(settings.checkpoint.deadletter_path)
         self.mapper = RowMapper(settings.mapping)
@@ -75,52 +83,44 @@ class Bridge:
         self.source: Source
         self.decode: Decode
         if source.kind == "couchdb":
-            self.couch = self._couch(self.retry)
+            self.couch = CouchSource(source, retry=settings.retry, stop=stop)
             self.source, self.decode = self.couch, decode_couch_item
         else:
             spec = _event_spec(source.events)
             stream = SseSource(
                 source.url, headers=source.headers, connect_timeout=source.connect_timeout,
-                read_timeout=source.effective_read_timeout, retry=self.retry, stop=stop,
+                read_timeout=source.effective_read_timeout, retry=settings.retry, stop=stop,
                 min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect,
             )
             self.source = SseFeed(stream, seq_of=_event_seq)
-            self.decode = functools.partial(decode_sse_event, spec=spec)
-        self.sink = self._sink(self.retry)
-
-    def _couch(self, policy: RetryPolicy) -> CouchSource:
-        return CouchSource(self.settings.source, retry=policy, stop=self.stop)
-
-    def _sink(self, policy: RetryPolicy) -> PandaSink:
-        panda = self.settings.panda
-        return PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
-                         retry=policy, stop=self.stop, width=len(self.settings.mapping.columns))
+            self.decode = sse_decoder(spec)
+        self._handed_over = False
+        """True once a run took the source and the sink (it closes them)."""
+        self.sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns))
 
     def close(self) -> None:
-        self.source.close()
-        self.sink.close()
+        """Close what is still open: a run closes the source and the sink itself, from the threads using them."""
+        if not self._handed_over:
+            self.source.close()
+            self.sink.close()
         self.store.close()
 
     def prepare(self) -> Checkpoint | None:
         """Check the checkpoint and both ends, creating the dataset if allowed, before anything is written.
 
-        A server that cannot be reached within a few quick tries is a configuration error (exit 2); the
-        patient retries are for faults that start once the bridge is running.
+        The checks use the adapters the run will use, in their start-up mode: a server that cannot be
+        reached within a few quick tries is a configuration error (exit 2); the patient retries are for
+        faults that start once the bridge is running.
         """
-        quick = RetryPolicy(initial_delay=0.2, max_delay=1.0, max_tries=_STARTUP_TRIES)
-        couch = self._couch(quick) if self.couch is not None else None
-        sink = self._sink(quick)
+        adapters: list[Retrying] = [self.sink] if self.couch is None else [self.couch, self.sink]
         try:
-            return self._prepare(couch, sink)
+            with startup_retries(*adapters):
+                return self._prepare()
         except TransientError as exc:
             raise ConfigError(f"cannot start: {exc}") from None
-        finally:
-            if couch is not None:
-                couch.close()
-            sink.close()
 
-    def _prepare(self, couch: CouchSource | None, sink: PandaSink) -> Checkpoint | None:
-        settings = self.settings
+    def _prepare(self) -> Checkpoint | None:
+        settings, couch, sink = self.settings, self.couch, self.sink
         saved = self.store.load()
         if saved is not None:
             self.store.claim(settings.fingerprint())
@@ -134,6 +134,7 @@ class Bridge:
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
         try:
+            _check_key_space(sink, settings)  # before the dataset may be created
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
         except TransientError as exc:
@@ -141,11 +142,11 @@ class Bridge:
             raise ConfigError(f"cannot start: reaching PANDA at {where} failed: {exc}") from None
         row_count = sink.dataset_info().get("row_count") or 0
         if saved is None:
-            marker = self._mark(couch, None)
+            marker = self._mark(None)
             self.store.claim(settings.fingerprint(), marker=marker, complete=row_count == 0)
             return None
         if saved.source_marker is not None:
-            marker = self._mark(couch, saved.source_marker)
+            marker = self._mark(saved.source_marker)
             if marker != saved.source_marker:
                 raise CheckpointMismatch(
                     f"database {settings.source.database!r} was deleted and recreated (or its marker "
@@ -154,13 +155,11 @@ class Bridge:
                 )
         return saved
 
-    def _mark(self, couch: CouchSource | None, expected: str | None) -> str | None:
-        """Check or write the database marker; the running source then watches it."""
-        if couch is None or self.couch is None:
+    def _mark(self, expected: str | None) -> str | None:
+        """Check or write the database marker; the same source then watches it while it follows."""
+        if self.couch is None:
             return None
-        marker = couch.ensure_marker(self.settings.fingerprint_hash(), expected)
-        self.couch.adopt_marker(couch.marker_doc, marker)
-        return marker
+        return self.couch.ensure_marker(self.settings.fingerprint_hash(), expected)
 
     def resolve_since(self, since: str | Seq | None, saved: Checkpoint | None) -> Seq | None:
         if since == "last":
@@ -180,18 +179,23 @@ class Bridge:
         logger.info("starting after seq %s as asked", since if since is not None else 0)
         return since
 
-    def run(self, since: str | Seq | None, *, follow: bool) -> RunStats:
-        """Prepare, then mirror from `since` until caught up (follow False) or until stopped."""
+    def run(self, since: str | Seq | None, *, follow: bool, on_start: Callable[[], None] | None = None) -> RunStats:
+        """Prepare, then mirror from `since` until caught up (follow False) or until stopped.
+
+        `on_start` is called once the start-up checks passed, just before the pipeline starts.
+        """
         if not follow and self.couch is None:
             raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
         saved = self.prepare()
         start = self.resolve_since(since, saved)
         delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
-        batch = self.settings.batch
-        limits = BatchLimits(batch.max_changes, batch.max_bytes, batch.max_age)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
-        return run(self.source, self.decode, delivery, limits, since=start, follow=follow, stop=self.stop)
+        if on_start is not None:
+            on_start()
+        self._handed_over = True
+        return run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
+                   stop=self.stop)
 
     def _record_complete(self) -> bool:
         """True when the record of sent rows covers the whole dataset (it was empty when the record began).
@@ -247,11 +251,13 @@ class Bridge:
         return f"event stream {scrub_url(source.url)}"
 
 
+def _check_key_space(sink: PandaSink, settings: Settings) -> None:
+    """ConfigError naming every other dataset whose rows can be this dataset's (PANDA's shared Solr keys)."""
+    clashes = key_clashes(settings.panda.dataset, sink.dataset_slugs(), settings.mapping.external_id_prefix)
+    if clashes:
+        raise ConfigError(f"PANDA dataset {settings.panda.dataset!r} shares row keys with " + "; with ".join(clashes))
+
+
 def _event_spec(events: dict[str, Any]) -> SseEventSpec:
-    """[source.events] as an SseEventSpec; lists become tuples, unknown keys are a ConfigError."""
-    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                              for key, value in events.items()}
-    try:
-        return SseEventSpec(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[source.events] {exc}") from None
+    """[source.events] as an SseEventSpec; a key unknown or of the wrong type is a ConfigError naming it."""
+    return event_spec(events)

@@ -7,7 +7,6 @@ request at a time anyway, contract 16.12). Credentials travel only in PANDA-EMAI
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -17,19 +16,20 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
+from bridge.config.settings import PandaSettings, RetrySettings
 from bridge.errors import (
-    AuthError,
     ConfigError,
-    DatasetLocked,
     NotFoundError,
     ProtocolError,
     RejectedError,
     SinkUnavailable,
 )
-from bridge.model import Delete, Rejection, Upsert
-from bridge.retry import RetryPolicy, call_with_retry
+from bridge.model import Delete, Refusal, Upsert
+from bridge.retry import call_with_retry
+from bridge.sink.panda_rows import REQUEST_LINE_LIMIT, locally_bad, longest_id, refused_width, too_long, undeletable
+from bridge.sink.panda_status import classify, snippet
 
-__all__ = ["PandaSink", "classify", "MAX_SERVER_ERRORS", "LIST_LIMIT"]
+__all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT", "LIST_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,63 +41,10 @@ MAX_SERVER_ERRORS = 3
 LIST_LIMIT = 1000
 """The most rows a listing page asks for: PANDA caps meta.limit there (contract 11)."""
 
-_SLUG = re.compile(r"[\w-]+")
-_BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
-_URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
-_COUNT = re.compile(r"Got \d+ data fields\. Expected (\d+)\.")  # contract 8
-_TRANSIENT = (429, 502, 503, 504)
-_UNKNOWN_OUTCOME = (502, 504)  # contract 14: the write may have completed; retrying is safe (idempotent)
+_LIST_PAGE = 100
+_MAX_LIST_PAGES = 10_000
+
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-
-
-def _snippet(response: requests.Response, limit: int = 300) -> str:
-    text = response.content.decode("utf-8", "replace").strip()
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def classify(response: requests.Response, *, data_endpoint: bool) -> None:
-    """Return for a 2xx answer, else raise the BridgeError its status means (contract 16.7).
-
-    400 -> RejectedError (the batch's fault; its message is PANDA's body), 401 -> AuthError,
-    403 -> DatasetLocked on a data endpoint (AuthError elsewhere), 404 -> NotFoundError,
-    429/502/503/504 and other 5xx -> SinkUnavailable, 500 -> SinkUnavailable with status 500 (the caller
-    caps its retries), 3xx and any other 4xx or 501 -> ProtocolError.
-    """
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    where = "%s %s" % (response.request.method, urlsplit(response.url).path)
-    if status == 400:
-        raise RejectedError(response.content.decode("utf-8", "replace"), status=400)
-    if status == 401:
-        raise AuthError(
-            "PANDA refused the credentials (401) for %s: unknown or inactive user" % where, status=401
-        )
-    if status == 403:
-        if data_endpoint:  # contract 10: no throttling is configured, so 403 on data means locked
-            raise DatasetLocked(
-                "PANDA dataset locked (403) on %s: %s" % (where, _snippet(response)), status=403
-            )
-        raise AuthError("PANDA refused %s (403): %s" % (where, _snippet(response)), status=403)
-    if status == 404:
-        raise NotFoundError("PANDA answered 404 for %s: the dataset does not exist" % where, status=404)
-    if status in _TRANSIENT or (status >= 500 and status not in (500, 501, 505)):
-        note = " (outcome unknown; retrying is safe)" if status in _UNKNOWN_OUTCOME else ""
-        raise SinkUnavailable("PANDA answered %d for %s%s" % (status, where, note), status=status)
-    if status == 500:
-        raise SinkUnavailable("PANDA answered 500 for %s: %s" % (where, _snippet(response)), status=500)
-    if status == 300:  # contract 5: a POST reused the slug
-        raise ProtocolError("PANDA answered 300 for %s: several datasets share this slug" % where, status=300)
-    if 300 <= status < 400:  # contract 1: only a missing trailing slash redirects; our URLs all end in /
-        location = response.headers.get("Location", "")
-        raise ProtocolError("PANDA redirected %s (%d) to %s" % (where, status, location), status=status)
-    raise ProtocolError("PANDA answered %d for %s: %s" % (status, where, _snippet(response)), status=status)
-
-
-def _header_safe(name: str, value: str) -> str:
-    if not value or value != value.strip() or not value.isascii() or not value.isprintable():
-        raise ConfigError("PANDA %s must be non-empty printable ASCII without surrounding spaces" % name)
-    return value
 
 
 class PandaSink:
@@ -105,47 +52,35 @@ class PandaSink:
 
     def __init__(
         self,
-        url: str,
-        email: str,
-        api_key: str,
-        dataset: str,
+        settings: PandaSettings,
         *,
-        timeout: float = 30.0,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
         width: int | None = None,
     ) -> None:
-        """`width` is the cells per row of the configured mapping (ensure_dataset checks it against the
-        dataset); a refusal that expects another count then means the dataset changed under the bridge."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError("PANDA URL must be http(s)://host[:port][/prefix], got %r" % url)
-        if parts.username or parts.password:
-            raise ConfigError("PANDA URL must not hold credentials; use the email and API key settings")
-        base = url.rstrip("/")
+        """The settings are validated already (PandaSettings). `width` is the cells per row of the
+        configured mapping (ensure_dataset checks it against the dataset); a refusal that expects another
+        count then means the dataset changed under the bridge."""
+        base = settings.url.rstrip("/")
         if base.endswith("/api/1.0"):
             base = base[: -len("/api/1.0")]
-        # contract 16.10: never build /api/1.0/dataset/ without a slug; "schema" is Tastypie's (contract 1)
-        if not dataset or not _SLUG.fullmatch(dataset) or dataset == "schema":
-            raise ConfigError(
-                "PANDA dataset slug must be letters, digits, '_' or '-' (and not 'schema'): %r" % dataset
-            )
-        if timeout <= 0:
-            raise ConfigError("PANDA timeout must be positive")
-        self.slug = dataset
-        self._dataset_url = "%s/api/1.0/dataset/%s/" % (base, quote(dataset, safe=""))
+        self.slug = settings.dataset
+        self._dataset_url = "%s/api/1.0/dataset/%s/" % (base, quote(settings.dataset, safe=""))
         self._headers = {
-            "PANDA-EMAIL": _header_safe("email", email),  # hyphens: nginx drops '_' names (contract 3)
-            "PANDA-API-KEY": _header_safe("API key", api_key),
+            "PANDA-EMAIL": settings.email,  # hyphens: nginx drops '_' names (contract 3)
+            "PANDA-API-KEY": settings.api_key,
             "Accept": "application/json",
         }
-        self._timeout = timeout
-        self._retry = retry
+        self._timeout = settings.timeout
+        self.retry = retry
+        """How transient faults are retried; the start-up checks switch it for a few quick tries."""
         self._stop = stop
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
+        self.max_id_length = longest_id(urlsplit(self._dataset_url).path)
+        """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
     # plumbing
 
@@ -197,7 +132,7 @@ class PandaSink:
                         ) from exc
                 raise
 
-        return call_with_retry(attempt, policy=self._retry, stop=self._stop, what=what)
+        return call_with_retry(attempt, policy=self.retry, stop=self._stop, what=what)
 
     @staticmethod
     def _json(response: requests.Response) -> dict[str, Any]:
@@ -205,10 +140,10 @@ class PandaSink:
             value = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(
-                "PANDA sent a non-JSON body (%d): %s" % (response.status_code, _snippet(response))
+                "PANDA sent a non-JSON body (%d): %s" % (response.status_code, snippet(response))
             ) from exc
         if not isinstance(value, dict):
-            raise ProtocolError("PANDA sent JSON that is not an object: %s" % _snippet(response))
+            raise ProtocolError("PANDA sent JSON that is not an object: %s" % snippet(response))
         return value
 
     # datasets
@@ -218,6 +153,32 @@ class PandaSink:
         return self._retrying(
             lambda: self._json(self._once("GET", self._dataset_url, data_endpoint=False)), "PANDA GET dataset"
         )
+
+    def dataset_slugs(self) -> list[str]:
+        """The slugs of every dataset this user can see, page by page (contract 4's list, Tastypie paging).
+
+        Raises what dataset_info raises, and ProtocolError for a listing without `objects`.
+        """
+        listing = self._dataset_url.rsplit("/", 2)[0] + "/"
+        slugs: list[str] = []
+        for _page in range(_MAX_LIST_PAGES):  # bounded: a PANDA holds far fewer datasets
+            params = {"limit": str(_LIST_PAGE), "offset": str(len(slugs))}
+            body = self._retrying(
+                partial(self._listing_page, listing, params), "PANDA GET datasets"
+            )
+            objects = body.get("objects")
+            if not isinstance(objects, list) or not all(
+                isinstance(obj, dict) and isinstance(obj.get("slug"), str) for obj in objects
+            ):
+                raise ProtocolError("PANDA listed datasets without an objects list of datasets with slugs")
+            slugs += [obj["slug"] for obj in objects]
+            meta = body.get("meta")
+            if not objects or (isinstance(meta, dict) and meta.get("next") is None):
+                break  # counting what came, not what was asked: a server may cap `limit`
+        return slugs
+
+    def _listing_page(self, url: str, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._json(self._once("GET", url, data_endpoint=False, params=params))
 
     def ensure_dataset(self, columns: Sequence[str], *, create: bool, name: str | None = None) -> None:
         """Check that the dataset exists with exactly these columns, creating it first when `create`.
@@ -268,16 +229,25 @@ class PandaSink:
 
     # rows
 
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         """Create or replace rows with bulk PUTs (contract 16.6); return the rows PANDA refused.
 
         One bad object makes PANDA refuse the whole batch (contract 6), so on a 400 the refused rows are
         isolated (likely culprits are sent alone, the rest together; bisection when none is evident) and
-        every good row is delivered. Raises FatalError subclasses, StopRequested, or the last TransientError.
+        every good row is delivered. A row whose external_id is too long to DELETE later is refused unsent.
+        Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
-        rejections: list[Rejection] = []
-        if rows:
-            self._deliver(list(rows), rejections)
+        rejections: list[Refusal] = []
+        sendable = []
+        for row in rows:
+            problem = too_long(row.external_id, self.max_id_length)
+            if problem is None:
+                sendable.append(row)
+                continue
+            logger.warning("not writing PANDA row %s...: %s", row.external_id[:40], problem)
+            rejections.append(Refusal.of(row, problem))
+        if sendable:
+            self._deliver(sendable, rejections)
         return rejections
 
     def _put_rows(self, rows: Sequence[Upsert]) -> str | None:
@@ -292,18 +262,18 @@ class PandaSink:
         logger.debug("PANDA accepted %d rows", len(rows))
         return None
 
-    def _deliver(self, rows: list[Upsert], rejections: list[Rejection]) -> None:
+    def _deliver(self, rows: list[Upsert], rejections: list[Refusal]) -> None:
         refusal = self._put_rows(rows)
         if refusal is None:
             return
-        width = self._refusal_width(refusal)
+        width = refused_width(refusal, self._width, self.slug)
         if len(rows) == 1:
             logger.warning("PANDA refused row %s: %s", rows[0].external_id, refusal)
-            rejections.append(Rejection(rows[0], reason=refusal, status=400))
+            rejections.append(Refusal.of(rows[0], refusal, status=400))
             return
-        suspects = [r for r in rows if _locally_bad(r, width)]
+        suspects = [r for r in rows if locally_bad(r, width)]
         if suspects and len(suspects) < len(rows):
-            self._deliver([r for r in rows if not _locally_bad(r, width)], rejections)
+            self._deliver([r for r in rows if not locally_bad(r, width)], rejections)
         if suspects:
             for row in suspects:
                 self._deliver([row], rejections)
@@ -312,52 +282,27 @@ class PandaSink:
         self._deliver(rows[:middle], rejections)
         self._deliver(rows[middle:], rejections)
 
-    def _refusal_width(self, refusal: str) -> int | None:
-        """The column count a row-level 400 implies; raises for a 400 not about rows (contracts 6, 8)."""
-        try:
-            body = orjson.loads(refusal)
-        except orjson.JSONDecodeError:
-            body = None
-        if isinstance(body, dict) and "dataset" in body:
-            raise ConfigError(
-                "PANDA refuses every write to dataset %r: %s" % (self.slug, refusal), status=400
-            )
-        if not isinstance(body, dict) or "data" not in body:  # e.g. "Invalid data sent." or an nginx 400
-            raise ProtocolError(
-                "PANDA refused a bulk write with an unexpected 400: %s" % refusal[:300], status=400
-            )
-        found = _COUNT.search(refusal)
-        if found is None:
-            return self._width
-        width = int(found.group(1))
-        if self._width is not None and width != self._width:
-            # Every row the bridge builds has the width checked at start: dead-lettering them all would
-            # empty the feed into the dead-letter file, so stop and let the operator fix the dataset.
-            raise ConfigError(
-                "PANDA dataset %r now expects %d cells per row, not the %d columns it had when the bridge "
-                "started: it was changed or recreated. Recreate it with the configured columns, run `bridge "
-                "checkpoint reset` (its rows must be sent again), then start again" % (self.slug, width, self._width),
-                status=400,
-            )
-        return width
-
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         """Delete rows, one DELETE each (there is no bulk delete, contract 12); a missing row is success.
 
         Ids PANDA cannot delete (not URL-safe, a leading '-', AND/OR/NOT) are returned as rejections unsent.
         Raises NotFoundError when the dataset is gone, other FatalErrors, StopRequested or a TransientError.
         """
-        rejections: list[Rejection] = []
+        rejections: list[Refusal] = []
         for op in rows:
-            problem = _undeletable(op.external_id)
+            problem = undeletable(op.external_id) or too_long(op.external_id, self.max_id_length)
             if problem is not None:
-                logger.warning("cannot delete PANDA row %r: %s", op.external_id, problem)
-                rejections.append(Rejection(op, reason=problem))
+                logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], problem)
+                rejections.append(Refusal.of(op, problem))
                 continue
             url = "%sdata/%s/" % (self._dataset_url, quote(op.external_id, safe=""))
             try:
                 self._retrying(partial(self._once, "DELETE", url, data_endpoint=True), "PANDA DELETE row")
             except RejectedError as exc:
+                if exc.status == 414:  # this id's fault, not PANDA's: dead-letter it and go on
+                    logger.warning("cannot delete PANDA row %r: %s", op.external_id[:200], exc.message)
+                    rejections.append(Refusal.of(op, exc.message, status=414))
+                    continue
                 raise ProtocolError(
                     "PANDA answered 400 to a DELETE: %s" % exc.message[:300], status=400
                 ) from exc
@@ -397,9 +342,11 @@ class PandaSink:
 
     def get_row(self, external_id: str) -> Any | None:
         """The `data` of one row read by id (the trustworthy read, contract 16.11), or None when PANDA has
-        no such row. An id that cannot appear in a URL raises ValueError: it cannot be read by id."""
-        if not _URL_ID.fullmatch(external_id):
-            raise ValueError("external_id %r cannot appear in a PANDA URL" % external_id)
+        no such row. An id PANDA cannot address (not URL-safe, or one its query parser may answer with another
+        row, contracts 1 and 17.4) raises ValueError: it cannot be read by id."""
+        problem = undeletable(external_id)
+        if problem is not None:
+            raise ValueError("external_id %r cannot be read by id: %s" % (external_id, problem))
         url = "%sdata/%s/" % (self._dataset_url, quote(external_id, safe=""))
 
         def attempt() -> Any | None:
@@ -415,18 +362,3 @@ class PandaSink:
         """Close the session if this sink created it."""
         if self._owns_session:
             self._session.close()
-
-
-def _locally_bad(row: Upsert, width: int | None) -> bool:
-    """True when PANDA's bulk checks (contracts 6-8) must refuse this row."""
-    if not row.data or not _BULK_ID.match(row.external_id):
-        return True
-    return width is not None and len(row.data) != width
-
-
-def _undeletable(external_id: str) -> str | None:
-    if not _URL_ID.fullmatch(external_id):
-        return "external_id cannot appear in a PANDA URL, so it cannot be deleted (contract 1)"
-    if external_id.startswith("-") or external_id in ("AND", "OR", "NOT"):
-        return "PANDA answers 500 to deleting this external_id (Solr query syntax, contract 12)"
-    return None

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
-from bridge.config.settings import SourceSettings, scrub_url
+from bridge.config.settings import RetrySettings, SourceSettings, scrub_url
 from bridge.errors import (
     AuthError,
     FeedInterrupted,
@@ -29,11 +29,11 @@ from bridge.errors import (
     SourceUnavailable,
     StopRequested,
 )
-from bridge.model import Position, Seq
-from bridge.retry import RetryPolicy, call_with_retry
-from bridge.source.decode import ROW_SIZE_KEY, decode_seq
+from bridge.model import Position, Raw, Seq
+from bridge.retry import call_with_retry
+from bridge.source.decode import decode_seq
 from bridge.source.sse import SseFeed, SseSource, abort
-from bridge.source.sse_parser import SseEvent, couchdb_event_seq, couchdb_eventsource_params
+from bridge.source.sse_parser import couchdb_event_seq, couchdb_eventsource_params
 
 __all__ = ["CouchSource", "Page", "RawRow", "classify"]
 
@@ -57,7 +57,7 @@ class CouchSource:
         self,
         settings: SourceSettings,
         *,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
     ) -> None:
@@ -77,12 +77,25 @@ class CouchSource:
         self._marker: str | None = None
         self._marker_checked = 0.0
 
-    def close(self) -> None:
-        """Abort any read in progress (safe from another thread) and release the connection."""
+    @property
+    def retry(self) -> RetrySettings:
+        """How transient faults are retried; the start-up checks switch it for a few quick tries."""
+        return self._retry
+
+    @retry.setter
+    def retry(self, value: RetrySettings) -> None:
+        self._retry = value
+
+    def interrupt(self) -> None:
+        """Abort any read in progress; safe from another thread (the reading thread then closes)."""
         self._closed = True  # before reading _response: _page sets it, then looks at this
         response = self._response
         if response is not None:
             abort(response)
+
+    def close(self) -> None:
+        """Abort any read and release the connection: from the thread that reads, or after it finished."""
+        self.interrupt()
         self._session.close()
 
     # -- requests and their classification ---------------------------------------------------------------
@@ -175,7 +188,10 @@ class CouchSource:
         url = f"{self.db_url}/{self.marker_doc}"
         current = self._send("GET", url)
         if current.status_code == 200:
-            token = _parse(current.content, "GET marker").get("token")
+            body = _parse(current.content, "GET marker")
+            if not isinstance(body, Mapping):
+                raise ProtocolError(f"CouchDB answered GET {self.marker_doc} with JSON that is not an object")
+            token = body.get("token")
             self._marker = token if isinstance(token, str) else None
             self._marker_checked = time.monotonic()
             return self._marker
@@ -194,12 +210,6 @@ class CouchSource:
         self._marker_checked = time.monotonic()
         return token
 
-    def adopt_marker(self, doc: str, token: str | None) -> None:
-        """Watch the marker another instance checked at start-up (see `marker_intact`)."""
-        self.marker_doc = doc
-        self._marker = token
-        self._marker_checked = time.monotonic()
-
     def marker_intact(self) -> bool:
         """True unless the database lost the marker written or read by `ensure_marker`."""
         if self._marker is None:
@@ -214,8 +224,9 @@ class CouchSource:
 
     # -- the feed ------------------------------------------------------------------------------------------
 
-    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[RawRow | SseEvent | Position]:
-        """Rows after `since` (None: from the start) and a Position after each page.
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Raw | Position]:
+        """Rows after `since` (None: from the start), each with its share of its page's bytes, and a Position
+        after each page.
 
         Pages are read with `feed=normal` until caught up, then (with `follow`) with `feed=longpoll`, or
         with `feed=eventsource` when so configured (its events are decoded by decode_couch_item).
@@ -235,8 +246,7 @@ class CouchSource:
             )
             size = page.nbytes // max(1, len(page.rows))
             for row in page.rows:
-                row[ROW_SIZE_KEY] = size
-                yield row
+                yield row, size
             if page.last_seq is not None:
                 position = page.last_seq
             if page.pending is not None:
@@ -255,7 +265,7 @@ class CouchSource:
                     f"(its marker {self.marker_doc} is gone)"
                 )
 
-    def _eventsource(self, since: Seq | None) -> Iterator[SseEvent | Position]:
+    def _eventsource(self, since: Seq | None) -> Iterator[Raw | Position]:
         """Follow with `feed=eventsource`: each event's id is its seq, sent back as Last-Event-ID."""
         settings = self._settings
         params = couchdb_eventsource_params(since, int(settings.heartbeat * 1000))

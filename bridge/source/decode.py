@@ -12,10 +12,7 @@ from typing import Any
 from bridge.errors import DecodeError
 from bridge.model import Change, Seq
 
-__all__ = ["decode_row", "decode_seq", "ROW_SIZE_KEY"]
-
-ROW_SIZE_KEY = "_bridge_size"
-"""A source may store a row's approximate wire size under this key (for byte-sized batches)."""
+__all__ = ["decode_row", "decode_seq"]
 
 
 def decode_seq(value: Any) -> Seq | None:
@@ -30,19 +27,19 @@ def decode_seq(value: Any) -> Seq | None:
     return Seq(value)
 
 
-def decode_row(row: Any) -> Change:
-    """Decode one parsed row of a `_changes` response.
+def decode_row(row: Any, size: int = 0) -> Change:
+    """Decode one parsed row of a `_changes` response; `size` is its approximate size on the wire.
 
     Raises DecodeError when the row is not a JSON object with a string `id`.
     """
     if type(row) is dict:
-        change = _decode_plain(row)
+        change = _decode_plain(row, size)
         if change is not None:
             return change
-    return _decode_general(row)
+    return _decode_general(row, size)
 
 
-def _decode_plain(row: dict[str, Any]) -> Change | None:
+def _decode_plain(row: dict[str, Any], size: int) -> Change | None:
     """The common row (exact dict, str or int seq, str id, dict doc or none) with exact type checks only,
     which cost a fraction of the ABC checks below; None hands anything else to the general path."""
     seq = row.get("seq")
@@ -59,10 +56,10 @@ def _decode_plain(row: dict[str, Any]) -> Change | None:
     rev = first.get("rev") if first is not None else None
     if type(rev) is not str:
         rev = None
-    return Change(Seq(seq), doc_id, row.get("deleted") is True, doc, rev, row.get(ROW_SIZE_KEY, 0))
+    return Change(Seq(seq), doc_id, row.get("deleted") is True, doc, rev, size)
 
 
-def _decode_general(row: Any) -> Change:
+def _decode_general(row: Any, size: int) -> Change:
     if not isinstance(row, Mapping):
         raise DecodeError(f"a change row must be a JSON object, got {type(row).__name__}")
     seq = decode_seq(row.get("seq"))
@@ -77,5 +74,4 @@ def _decode_general(row: Any) -> Change:
     if isinstance(changes, list) and changes and isinstance(changes[0], Mapping):
         first = changes[0].get("rev")
         rev = first if isinstance(first, str) else None
-    size = row.get(ROW_SIZE_KEY, 0)
     return Change(seq=seq, doc_id=doc_id, deleted=row.get("deleted") is True, doc=doc, rev=rev, size=size)

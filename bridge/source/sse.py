@@ -1,6 +1,6 @@
 """Reads a server-sent event stream over HTTP, reconnecting with Last-Event-ID, and yields its events.
 
-Parsing is SseParser's (decode_sse.py); this module owns the connection: headers, status classification,
+Parsing is SseParser's (sse_parser.py); this module owns the connection: headers, status classification,
 timeouts, stop requests, and the reconnect delays (the server's `retry:`, or backoff after failures).
 """
 
@@ -19,6 +19,7 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
+from bridge.config.settings import RetrySettings
 from bridge.errors import (
     AuthError,
     ConfigError,
@@ -29,8 +30,8 @@ from bridge.errors import (
     SourceUnavailable,
     TransientError,
 )
-from bridge.model import Position, Seq
-from bridge.retry import RetryPolicy, delays
+from bridge.model import Position, Raw, Seq
+from bridge.retry import delays
 from bridge.source.sse_parser import SseEvent, SseParser
 
 __all__ = ["SseSource", "SseEvent", "SseFeed", "abort", "check_response"]
@@ -121,7 +122,7 @@ class SseSource:
         params: Mapping[str, str] | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 75.0,
-        retry: RetryPolicy,
+        retry: RetrySettings,
         min_reconnect: float = 0.1,
         max_reconnect: float = 60.0,
         stop: threading.Event,
@@ -331,12 +332,11 @@ class SseFeed:
         self._source = source
         self._seq_of = seq_of
 
-    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[SseEvent | Position]:
-        """The stream's events from `since` (sent as Last-Event-ID) on; raises ConfigError without `follow`."""
-        if not follow:
-            raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Raw | Position]:
+        """The stream's events from `since` (sent as Last-Event-ID) on. A stream has no end, so it always
+        follows: the builder refuses `bridge once` for an event stream before anything starts."""
         for event in self._source.events(since.as_param() if since is not None else None):
-            yield event
+            yield event, len(event.data.encode("utf-8"))
             if self._source.drained:
                 try:
                     seq = self._seq_of(event)
@@ -345,5 +345,8 @@ class SseFeed:
                 if seq is not None:
                     yield Position(seq, caught_up=True)
 
+    def interrupt(self) -> None:
+        """Nothing to do: the stream's own stop watcher shuts the connection down once `stop` is set."""
+
     def close(self) -> None:
-        """Nothing to do: the stream's own stop watcher closes the connection once `stop` is set."""
+        """Nothing to do: the stream closes its session when its events end, in the thread that read them."""

@@ -22,6 +22,7 @@ __all__ = [
     "SseEvent",
     "SseParser",
     "SseEventSpec",
+    "event_spec",
     "decode_sse_event",
     "decode_couchdb_event",
     "couchdb_eventsource_params",
@@ -145,6 +146,7 @@ class SseEventSpec:
     """If set, only these event types (and delete_events) are decoded; others are ignored."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         for name in ("id_path", "doc_path", "deleted_path"):
             path = getattr(self, name)
             if path is None or (path == "" and name == "doc_path"):
@@ -153,6 +155,36 @@ class SseEventSpec:
                 raise ConfigError(f"SSE {name} {path!r} is not a dotted path")
         if set(self.delete_events) & set(self.ignore_events):
             raise ConfigError("SSE delete_events and ignore_events overlap")
+
+
+_TEXTS = ("id_path", "doc_path", "deleted_path")
+_TYPE_LISTS = ("delete_events", "ignore_events", "event_types")
+
+
+def _check_types(spec: SseEventSpec) -> None:
+    """ConfigError naming the [source.events] key whose value has the wrong type (paths are strings, event
+    types lists of strings: a string there would match as a substring)."""
+    for name in _TEXTS:
+        value = getattr(spec, name)
+        if not isinstance(value, str) and not (value is None and name == "deleted_path"):
+            raise ConfigError(f"[source.events] {name} must be a string, got {value!r}")
+    for name in _TYPE_LISTS:
+        value = getattr(spec, name)
+        if value is None and name == "event_types":
+            continue
+        if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"[source.events] {name} must be a list of strings, got {value!r}")
+
+
+def event_spec(events: Mapping[str, Any]) -> SseEventSpec:
+    """The [source.events] table as an SseEventSpec; lists become tuples. Raises ConfigError naming an
+    unknown key or a key whose value has the wrong type."""
+    known = {f.name for f in dataclasses.fields(SseEventSpec)}
+    unknown = sorted(set(events) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [source.events]: {unknown}; known: {sorted(known)}")
+    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value for key, value in events.items()}
+    return SseEventSpec(**values)
 
 
 _MISSING = object()
@@ -177,8 +209,10 @@ def _same_json(a: Any, b: Any) -> bool:
     return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
 
 
-def decode_sse_event(event: SseEvent, spec: SseEventSpec) -> Change | None:
+def decode_sse_event(event: SseEvent, spec: SseEventSpec, size: int | None = None) -> Change | None:
     """The change an event of a generic JSON stream carries, or None (ignored types, blank data).
+
+    `size` is the event's size on the wire as the source measured it (default: its data's UTF-8 bytes).
 
     The Change's seq is the event id verbatim (None if the event had none). Raises MappingError (the event
     is dead-lettered) when the payload is not JSON, lacks a usable id, or a non-delete lacks its document.
@@ -209,7 +243,7 @@ def decode_sse_event(event: SseEvent, spec: SseEventSpec) -> Change | None:
         raise MappingError(
             f"{event.event} event for {doc_id!r} has no document at {spec.doc_path!r}", seq=seq
         )
-    return Change(seq=seq, doc_id=doc_id, deleted=deleted, doc=doc, size=len(event.data.encode("utf-8")))
+    return Change(seq=seq, doc_id=doc_id, deleted=deleted, doc=doc, size=_size(event, size))
 
 
 def couchdb_event_seq(event: SseEvent, row: Mapping[str, Any] | None = None) -> Seq | None:
@@ -230,7 +264,7 @@ def couchdb_event_seq(event: SseEvent, row: Mapping[str, Any] | None = None) -> 
     return Seq(value)
 
 
-def decode_couchdb_event(event: SseEvent) -> Change | None:
+def decode_couchdb_event(event: SseEvent, size: int | None = None) -> Change | None:
     """The change a CouchDB `feed=eventsource` event carries; None for heartbeats and other event types.
 
     The data is one `_changes` row, decoded like any other row (decode.py); the id is its seq
@@ -246,7 +280,12 @@ def decode_couchdb_event(event: SseEvent) -> Change | None:
     change = decode_row(row)
     if not change.doc_id:
         raise DecodeError("eventsource row has no document id")
-    return dataclasses.replace(change, seq=couchdb_event_seq(event, row), size=len(event.data.encode("utf-8")))
+    return dataclasses.replace(change, seq=couchdb_event_seq(event, row), size=_size(event, size))
+
+
+def _size(event: SseEvent, measured: int | None) -> int:
+    """The size the source measured, else the event's data in UTF-8 bytes."""
+    return len(event.data.encode("utf-8")) if measured is None else measured
 
 
 def couchdb_eventsource_params(since: Seq | None, heartbeat_ms: int) -> dict[str, str]:

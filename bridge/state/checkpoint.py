@@ -21,65 +21,13 @@ from typing import Any
 
 import orjson
 
-from bridge.errors import CheckpointMismatch, FatalError
-from bridge.model import Seq
+from bridge.errors import CheckpointMismatch, StateError
+from bridge.model import Sent, Seq
+from bridge.state import checkpoint_sql as sql
 
-__all__ = ["Sent", "Checkpoint", "StateStore"]
+__all__ = ["Checkpoint", "StateStore"]
 
 logger = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sent (
-    doc_id TEXT PRIMARY KEY,
-    external_id TEXT NOT NULL UNIQUE,
-    row_hash BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pending_batches (id INTEGER PRIMARY KEY, pairs BLOB NOT NULL);
-"""
-# pending_batches: one row per noted batch, a JSON list of [doc_id, external_id] pairs. One row per batch
-# instead of one per operation keeps the durable note before each send cheap (it is on every batch's path).
-# sent.row_hash: a signed 64-bit integer; files of earlier versions hold the same 8 bytes as a BLOB, which
-# JSON cannot carry: those are read as hex text.
-#
-# A batch's records are written and read with one statement each, the rows travelling as one JSON array
-# (json_each, json_group_array): Python's sqlite3 releases the GIL for every step of a statement, so
-# executemany over 1,000 rows handed the GIL to the reader and writer threads 1,000 times per batch, and
-# the commit waited for it back each time. SQLite's JSON functions cut text at a NUL character, so a batch
-# with one in a document id or an external_id takes the row-by-row statements instead, and so does every
-# batch where Python's SQLite has no JSON functions (built without JSON1, before 3.38).
-_JSON_VALUES = "SELECT value FROM json_each(?)"
-_KEEP = (
-    "INSERT OR REPLACE INTO sent (doc_id, external_id, row_hash) "
-    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
-    "FROM json_each(?) ORDER BY key"
-)
-_FORGET = "DELETE FROM sent WHERE doc_id IN (" + _JSON_VALUES + ")"
-_LOOKUP = (
-    "SELECT json_group_array(json_array(doc_id, external_id, "
-    "CASE WHEN typeof(row_hash) = 'blob' THEN hex(row_hash) ELSE row_hash END)) "
-    "FROM sent WHERE doc_id IN (" + _JSON_VALUES + ")"
-)
-_OWNERS = (
-    "SELECT json_group_array(json_array(external_id, doc_id)) FROM sent "
-    "WHERE external_id IN (" + _JSON_VALUES + ")"
-)
-_ROW_BY_ROW = {  # the same, one bound parameter per value
-    _LOOKUP: "SELECT doc_id, external_id, row_hash FROM sent WHERE doc_id IN ({})",
-    _OWNERS: "SELECT external_id, doc_id FROM sent WHERE external_id IN ({})",
-}
-_LOOKUP_CHUNK = 500  # row by row: stays under SQLite's host-parameter limit
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """What PANDA last acknowledged for one document."""
-
-    external_id: str
-    """The row's external_id."""
-    row_hash: int
-    """A 64-bit digest of the row's cells (planning.row_hash), to skip sending an identical row again."""
-
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
@@ -117,14 +65,14 @@ class StateStore:
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self._json = _has_json_functions()
+                self._json = sql.has_json_functions()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(sql.SCHEMA)
             except (OSError, sqlite3.Error) as exc:
-                raise FatalError(f"cannot open the checkpoint {self.path}: {exc}") from None
+                raise StateError(f"cannot open the checkpoint {self.path}: {exc}") from None
             self._conn = conn
         return self._conn
 
@@ -151,24 +99,31 @@ class StateStore:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._notes = None
-            raise FatalError(f"cannot write the checkpoint {self.path}: {exc}") from None
+            raise StateError(f"cannot write the checkpoint {self.path}: {exc}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Translate a failed read of the state file (damaged, not the bridge's, unreadable) into StateError."""
+        try:
+            yield
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise StateError(f"cannot read the checkpoint {self.path}: {type(exc).__name__}: {exc}") from None
 
     def _meta(self) -> dict[str, Any]:
         if self._conn is None:
             return {}
-        try:
+        with self._reading():
             rows = self._db.execute("SELECT key, value FROM meta").fetchall()
-        except sqlite3.Error as exc:
-            raise FatalError(f"cannot read the checkpoint {self.path}: {exc}") from None
-        return {key: json.loads(value) for key, value in rows}
+            return {key: json.loads(value) for key, value in rows}
 
     def load(self) -> Checkpoint | None:
-        """The saved checkpoint, or None for a new state file."""
+        """The saved checkpoint, or None for a new state file. Raises StateError when it cannot be read."""
         meta = self._meta()
         if "fingerprint" not in meta:
             return None
         seq = meta.get("seq")
-        (documents,) = self._db.execute("SELECT count(*) FROM sent").fetchone()
+        with self._reading():
+            (documents,) = self._db.execute("SELECT count(*) FROM sent").fetchone()
         return Checkpoint(
             seq=None if seq is None else Seq(seq),
             fingerprint=meta["fingerprint"],
@@ -210,25 +165,30 @@ class StateStore:
 
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
-        return {doc_id: Sent(external_id, _hash_value(row_hash))
-                for doc_id, external_id, row_hash in self._select_in(_LOOKUP, doc_ids)}
+        rows = self._select_in(sql.LOOKUP, doc_ids)
+        with self._reading():
+            return {doc_id: Sent(external_id, sql.hash_value(row_hash)) for doc_id, external_id, row_hash in rows}
 
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The document that owns each of these external_ids (absent: none)."""
-        return {external_id: doc_id for external_id, doc_id in self._select_in(_OWNERS, external_ids)}
+        return {external_id: doc_id for external_id, doc_id in self._select_in(sql.OWNERS, external_ids)}
 
     def _select_in(self, query: str, values: Iterable[str]) -> list[list[Any]]:
         """The rows `query` gathers into one JSON array for the `values` given as a JSON array."""
+        with self._reading():
+            return self._select_rows(query, values)
+
+    def _select_rows(self, query: str, values: Iterable[str]) -> list[list[Any]]:
         if self._conn is None:
             return []  # no state file yet: nothing was sent (and reading must not create it)
         wanted = list(values)
         if not wanted:
             return []
-        if not self._json or _has_nul(wanted):
+        if not self._json or sql.has_nul(wanted):
             rows: list[list[Any]] = []
-            for start in range(0, len(wanted), _LOOKUP_CHUNK):
-                chunk = wanted[start:start + _LOOKUP_CHUNK]
-                statement = _ROW_BY_ROW[query].format(",".join("?" * len(chunk)))
+            for start in range(0, len(wanted), sql.LOOKUP_CHUNK):
+                chunk = wanted[start:start + sql.LOOKUP_CHUNK]
+                statement = sql.ROW_BY_ROW[query].format(",".join("?" * len(chunk)))
                 rows += [list(row) for row in self._db.execute(statement, chunk)]
             return rows
         (found,) = self._db.execute(query, (orjson.dumps(wanted),)).fetchone()
@@ -267,8 +227,9 @@ class StateStore:
             return {}  # no state file yet: nothing was noted (and reading must not create it)
         if self._notes is None:
             notes: dict[str, str] = {}
-            for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
-                notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
+            with self._reading():
+                for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
+                    notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
             self._notes = notes
         return self._notes
 
@@ -286,14 +247,14 @@ class StateStore:
                 self._settle(db, records)
             # REPLACE removes whatever row holds the doc_id or the external_id, so no DELETE is needed first,
             # and an external_id forgotten or moved away earlier in this commit can be taken.
-            if not self._json or _has_nul(records) or any("\x00" in eid for _doc_id, eid, _hash in keep):
+            if not self._json or sql.has_nul(records) or any("\x00" in eid for _doc_id, eid, _hash in keep):
                 db.executemany("DELETE FROM sent WHERE doc_id = ?", [(doc_id,) for doc_id in forget])
                 db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
             else:
                 if forget:
-                    db.execute(_FORGET, (orjson.dumps(forget),))
+                    db.execute(sql.FORGET, (orjson.dumps(forget),))
                 if keep:
-                    db.execute(_KEEP, (orjson.dumps(keep),))
+                    db.execute(sql.KEEP, (orjson.dumps(keep),))
             if seq is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (json.dumps(seq.value),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('saved_at', ?)", (json.dumps(time.time()),))
@@ -323,9 +284,10 @@ class StateStore:
         chunk (for verification; nothing is yielded when there is no state file)."""
         if self._conn is None:
             return
-        cursor = self._db.execute("SELECT doc_id, external_id, row_hash FROM sent")
-        while rows := cursor.fetchmany(chunk):
-            yield [(doc_id, external_id, _hash_value(row_hash)) for doc_id, external_id, row_hash in rows]
+        with self._reading():
+            cursor = self._db.execute("SELECT doc_id, external_id, row_hash FROM sent")
+            while rows := cursor.fetchmany(chunk):
+                yield [(doc_id, external_id, sql.hash_value(row_hash)) for doc_id, external_id, row_hash in rows]
 
     def noted_external_ids(self) -> dict[str, str]:
         """Every external_id noted as about to be written, with its document: a crashed run may have written it
@@ -333,8 +295,9 @@ class StateStore:
         if self._conn is None:
             return {}
         notes: dict[str, str] = {}
-        for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
-            notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
+        with self._reading():
+            for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
+                notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
         return notes
 
     def put_records(self, records: Mapping[str, Sent | None]) -> None:
@@ -354,29 +317,5 @@ class StateStore:
 
     def sent_external_ids(self) -> Sequence[str]:
         """Every external_id the record says PANDA holds (for verification tools)."""
-        return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]
-
-
-def _hash_value(stored: int | str | bytes) -> int:
-    """A stored row hash as the integer planning.row_hash gives (older files hold its 8 bytes: read as hex
-    text through JSON, as bytes row by row)."""
-    if isinstance(stored, int):
-        return stored
-    return int.from_bytes(bytes.fromhex(stored) if isinstance(stored, str) else stored, "big", signed=True)
-
-
-def _has_nul(values: Iterable[str]) -> bool:
-    """True when a value holds a NUL character, which SQLite's JSON functions would cut off."""
-    return any("\x00" in value for value in values)
-
-
-def _has_json_functions() -> bool:
-    """True when the SQLite library Python uses has json_each and json_group_array."""
-    probe = sqlite3.connect(":memory:")
-    try:
-        probe.execute("SELECT json_group_array(value) FROM json_each('[1]')").fetchone()
-    except sqlite3.Error:
-        return False
-    finally:
-        probe.close()
-    return True
+        with self._reading():
+            return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]

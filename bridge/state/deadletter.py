@@ -15,15 +15,15 @@ from typing import Any
 
 import orjson
 
-from bridge.core.planning import Refusal
-from bridge.errors import FatalError
+from bridge.errors import StateError
+from bridge.model import Refusal
 
 __all__ = ["DeadLetter", "DeadLetterFile"]
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One line of the dead-letter file."""
+    """One line of the dead-letter file as it is read back: a Refusal with its time, in JSON types."""
 
     time: str
     doc_id: str
@@ -62,12 +62,14 @@ class DeadLetterFile:
         self.path = path
 
     def append(self, refusals: Iterable[Refusal]) -> int:
-        """Append and fsync; returns how many were written. Raises FatalError if the file cannot be written."""
+        """Append and fsync; returns how many were written. Raises StateError if the file cannot be written."""
         lines = [DeadLetter.from_refusal(refusal).to_json() + b"\n" for refusal in refusals]
         if not lines:
             return 0
+        count = len(lines)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
             with self.path.open("a+b") as handle:
                 if handle.seek(0, os.SEEK_END) > 0:
                     handle.seek(-1, os.SEEK_END)
@@ -76,23 +78,31 @@ class DeadLetterFile:
                 handle.write(b"".join(lines))
                 handle.flush()
                 os.fsync(handle.fileno())
+            if created:  # the new file's name must survive a crash too, before the checkpoint passes it
+                _fsync_directory(self.path.parent)
         except OSError as exc:
-            raise FatalError(f"cannot write the dead-letter file {self.path}: {exc}") from None
-        return len(lines)
+            raise StateError(f"cannot write the dead-letter file {self.path}: {exc}") from None
+        return count
 
     def entries(self) -> Iterator[DeadLetter]:
-        """Every entry, oldest first; a torn last line (a crash mid-append) is skipped."""
+        """Every entry, oldest first; a torn line (a crash mid-append) is skipped.
+
+        Raises StateError when the file cannot be read, or holds a line that parses but is not a dead letter
+        (written by something else, or edited by hand): the message names the file and the line.
+        """
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise StateError(f"cannot read the dead-letter file {self.path}: {exc}") from None
         with handle:
-            for line in handle:
+            for number, line in enumerate(handle, 1):
                 try:
                     data = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue
-                yield DeadLetter(**data)
+                yield _entry(data, self.path, number)
 
     def replace(self, entries: Iterable[DeadLetter]) -> None:
         """Atomically rewrite the file with these entries (temp file in the same directory, then rename)."""
@@ -104,5 +114,31 @@ class DeadLetterFile:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.path)
+            _fsync_directory(self.path.parent)  # the rename itself is durable only once the directory is
         except OSError as exc:
-            raise FatalError(f"cannot rewrite the dead-letter file {self.path}: {exc}") from None
+            raise StateError(f"cannot rewrite the dead-letter file {self.path}: {exc}") from None
+
+
+_FIELDS = {"time": (str,), "doc_id": (str,), "seq": (str, int, type(None)), "external_id": (str, type(None)),
+           "row": (list, type(None)), "reason": (str,), "status": (int, type(None)), "doc": (dict, type(None))}
+
+
+def _entry(data: Any, path: Path, number: int) -> DeadLetter:
+    """One parsed line as a DeadLetter; StateError naming the file and line when it is not one."""
+    if not isinstance(data, dict) or set(data) != set(_FIELDS):
+        raise StateError(f"the dead-letter file {path} line {number} is not a dead letter (expected the keys "
+                         f"{sorted(_FIELDS)})")
+    wrong = sorted(key for key, kinds in _FIELDS.items()
+                   if not isinstance(data[key], kinds) or isinstance(data[key], bool))
+    if wrong:
+        raise StateError(f"the dead-letter file {path} line {number} has values of the wrong type in {wrong}")
+    return DeadLetter(**data)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a directory's entries (a created or renamed file) durable; raises OSError."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

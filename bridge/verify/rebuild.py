@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError
-from bridge.state.checkpoint import Sent, StateStore
+from bridge.model import Sent
+from bridge.state.checkpoint import StateStore
 from bridge.verify.verify import Verifier
 
 __all__ = ["RebuildOutcome", "rebuild"]

@@ -18,8 +18,7 @@ from typing import Any
 
 from bridge.core.planning import row_hash
 from bridge.errors import MappingError
-from bridge.model import Change, Delete, Upsert
-from bridge.state.checkpoint import Sent
+from bridge.model import Change, Delete, Sent, Upsert
 from bridge.verify.compare import EXTRA_OWNED, EXTRA_UNOWNED, MISSING, STALE
 from bridge.verify.verify import Verifier
 
@@ -88,7 +87,7 @@ def _rewrite(verifier: Verifier, wanted: list[tuple[str, str]], outcome: RepairO
         if not upserts or outcome.dry_run:
             outcome.upserted += [op.external_id for op in upserts]
             return
-        refused = {r.op.external_id: r for r in verifier.sink.upsert(upserts)}
+        refused = {str(r.external_id): r for r in verifier.sink.upsert(upserts)}
         outcome.refused += [{"external_id": eid, "reason": r.reason} for eid, r in refused.items()]
         written = [op for op in upserts if op.external_id not in refused]
         _record(verifier, {op.doc_id: Sent(op.external_id, row_hash(op.data)) for op in written})
@@ -129,7 +128,7 @@ def _delete(verifier: Verifier, deletes: list[Delete], outcome: RepairOutcome) -
     if outcome.dry_run:
         outcome.deleted += [op.external_id for op in deletes]
         return
-    refused = {r.op.external_id: r for r in verifier.sink.delete(deletes)}
+    refused = {str(r.external_id): r for r in verifier.sink.delete(deletes)}
     outcome.refused += [{"external_id": eid, "reason": r.reason} for eid, r in refused.items()]
     done = [op.external_id for op in deletes if op.external_id not in refused]
     outcome.deleted += done

@@ -26,7 +26,6 @@ from bridge.core.mapping import RowMapper
 from bridge.core.planning import row_hash
 from bridge.errors import ConfigError, DecodeError, MappingError, StopRequested
 from bridge.model import Position, Seq
-from bridge.retry import RetryPolicy
 from bridge.sink.panda import LIST_LIMIT, PandaSink
 from bridge.source.couchdb import CouchSource
 from bridge.source.decode import decode_row
@@ -57,7 +56,7 @@ class Verifier:
         self.settings, self.stop = settings, stop
         self.examples, self.rounds = examples, rounds
         self.settle = settings.verify.settle if settle is None else settle
-        retry = RetryPolicy(settings.retry.initial_delay, settings.retry.max_delay)
+        retry = settings.retry
         self.mapper = RowMapper(settings.mapping)
         self.filter = DocFilter(selector=compile_selector(source.selector) if source.selector else None,
                                 doc_ids=frozenset(source.doc_ids) if source.doc_ids else None)
@@ -66,9 +65,7 @@ class Verifier:
         self._everything = CouchSource(dataclasses.replace(source, filter="", filter_params={}, doc_ids=[]),
                                        retry=retry, stop=stop)
         """The feed without a server-side filter: which documents changed at all."""
-        panda = settings.panda
-        self.sink = PandaSink(panda.url, panda.email, panda.api_key, panda.dataset, timeout=panda.timeout,
-                              retry=retry, stop=stop, width=len(settings.mapping.columns))
+        self.sink = PandaSink(settings.panda, retry=retry, stop=stop, width=len(settings.mapping.columns))
         path = Path(settings.checkpoint.path)
         self.store = StateStore(path) if path.exists() else None
         self.scratch = Scratch(scratch_dir)
@@ -117,7 +114,7 @@ class Verifier:
                 position = raw.seq
                 continue
             try:
-                change = decode_row(raw)
+                change = decode_row(raw[0])  # (row, size): the size matters to batching only
             except DecodeError:
                 continue
             if drop_all or change.deleted or change.doc is None or not self.filter.accepts(change.doc_id, change.doc):

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from bridge.config.settings import SourceSettings
-from bridge.core import external_id as ids
+from bridge.config.settings import RetrySettings, SourceSettings
 from bridge.errors import NotFoundError
-from bridge.retry import RetryPolicy
 from bridge.source.couchdb import CouchSource
 from tests.integration.test_identity import by_code, dead_letters, delete, once, person, rows_for, save
+from tests.support.oracle import expected_id
 from tests.support.pipeline import Pipeline, deleted_ids, stop, wait_until, written_ids
 
 ADULTS = {"type": "person", "age": {"$gte": 18}}
@@ -29,7 +28,7 @@ def is_adult(doc: Mapping[str, Any]) -> bool:
 
 
 def by_id(doc_id: str, _doc: Mapping[str, Any]) -> str:
-    return ids.encode(doc_id)
+    return expected_id(doc_id)
 
 
 @pytest.mark.parametrize("external_id", ["_id", "code"])
@@ -104,8 +103,8 @@ def test_doc_ids_filter_runs_in_the_server(couch_db, pipeline, panda):
     finally:
         code, err = stop(process)
     assert code == 0, err
-    assert sorted(written_ids(panda, pipeline.dataset)) == sorted([ids.encode("keep:1"), "later"])
-    assert sorted(deleted_ids(panda, pipeline.dataset)) == sorted([ids.encode("keep/2"), ids.encode("日本")])
+    assert sorted(written_ids(panda, pipeline.dataset)) == sorted([expected_id("keep:1"), "later"])
+    assert sorted(deleted_ids(panda, pipeline.dataset)) == sorted([expected_id("keep/2"), expected_id("日本")])
     assert pipeline.rows() == expected()
 
 
@@ -128,7 +127,7 @@ def test_design_document_filter_with_params(couch_db, pipeline, panda):
 
     once(pipeline)
     assert pipeline.rows() == expected()
-    assert set(pipeline.rows()) == {ids.encode("p:1"), ids.encode("p:2")}
+    assert set(pipeline.rows()) == {expected_id("p:1"), expected_id("p:2")}
     log = server.log_tail(400)
     assert "filter=app%2Fonly_people" in log and "type=person" in log
 
@@ -137,13 +136,13 @@ def test_design_document_filter_with_params(couch_db, pipeline, panda):
     save(server, db, [dict(p2, last_name="Edited"), dict(o2, last_name="Edited"), person("p:3", "P3", type="person")])
     once(pipeline)
     assert pipeline.rows() == expected()
-    assert deleted_ids(panda, pipeline.dataset) == [ids.encode("p:1")]  # o:1's tombstone: never sent, no delete
-    assert sorted(written_ids(panda, pipeline.dataset)) == sorted(ids.encode(i) for i in ("p:2", "p:3"))
+    assert deleted_ids(panda, pipeline.dataset) == [expected_id("p:1")]  # o:1's tombstone: never sent, no delete
+    assert sorted(written_ids(panda, pipeline.dataset)) == sorted(expected_id(i) for i in ("p:2", "p:3"))
 
 
 def _source(url: str, database: str, filter_: str) -> CouchSource:
     settings = SourceSettings(url=url, database=database, filter=filter_)
-    return CouchSource(settings, retry=RetryPolicy(0.05, 0.1, max_tries=2), stop=threading.Event())
+    return CouchSource(settings, retry=RetrySettings(0.05, 0.1, max_tries=2), stop=threading.Event())
 
 
 def test_check_filter_names_a_missing_filter_without_touching_the_feed(couch_db):

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 import bridge.sink.panda as sink_module
+from bridge.config.settings import PandaSettings, RetrySettings
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
 from bridge.errors import (
     AuthError,
@@ -23,10 +24,10 @@ from bridge.errors import (
     StopRequested,
 )
 from bridge.model import Delete, Upsert
-from bridge.retry import RetryPolicy
-from bridge.sink.panda import PandaSink, classify
+from bridge.sink.panda import PandaSink
+from bridge.sink.panda_status import classify
 
-QUICK = RetryPolicy(initial_delay=0.01, max_delay=0.05)
+QUICK = RetrySettings(initial_delay=0.01, max_delay=0.05)
 COLUMNS = ["a", "b"]
 
 
@@ -47,7 +48,9 @@ def make_sink(emu: PandaEmulator, stop: threading.Event, **kw: Any) -> PandaSink
     options.update(kw)
     email = options.pop("email", DEFAULT_EMAIL)
     dataset = options.pop("dataset", "d")
-    return PandaSink(emu.url, email, "any-key", dataset, **options)
+    settings = PandaSettings(url=emu.url, email=email, api_key="any-key", dataset=dataset,
+                             timeout=options.pop("timeout"))
+    return PandaSink(settings, **options)
 
 
 @pytest.fixture
@@ -125,9 +128,8 @@ def test_ensure_dataset_survives_a_504_after_creation(emu: PandaEmulator, stop: 
 )
 def test_configuration_is_checked_before_any_request(url: str, dataset: str, columns: list[str]) -> None:
     with pytest.raises(ConfigError):
-        PandaSink(url, DEFAULT_EMAIL, "k", dataset, retry=QUICK, stop=threading.Event()).ensure_dataset(
-            columns, create=True
-        )
+        settings = PandaSettings(url=url, email=DEFAULT_EMAIL, api_key="k", dataset=dataset)
+        PandaSink(settings, retry=QUICK, stop=threading.Event()).ensure_dataset(columns, create=True)
 
 
 def test_auth_error_at_once(emu: PandaEmulator, stop: threading.Event) -> None:
@@ -156,8 +158,8 @@ def test_rejected_rows_are_isolated_and_good_rows_land(sink: PandaSink, emu: Pan
     rows[5] = up("user:42")
     rows[12] = up("r12", "1", "2", "3")
     rejections = sink.upsert(rows)
-    assert {r.op.external_id: r.status for r in rejections} == {"user:42": 400, "r12": 400}
-    reasons = {r.op.external_id: r.reason for r in rejections}
+    assert {r.external_id: r.status for r in rejections} == {"user:42": 400, "r12": 400}
+    reasons = {r.external_id: r.reason for r in rejections}
     assert "external_id can only contain" in reasons["user:42"]
     assert "Got 3 data fields. Expected 2." in reasons["r12"]
     assert sorted(emu.rows("d")) == sorted(
@@ -170,17 +172,17 @@ def test_rejections_without_a_known_width(emu: PandaEmulator, stop: threading.Ev
     emu.create_dataset("d", COLUMNS)
     sink = make_sink(emu, stop)  # no ensure_dataset: the width comes from PANDA's message
     rejections = sink.upsert([up("a"), up("b c"), up("d", "1"), up("e")])
-    assert sorted(r.op.external_id for r in rejections) == ["b c", "d"]
+    assert sorted(r.external_id for r in rejections) == ["b c", "d"]
     assert sorted(emu.rows("d")) == ["a", "e"]
 
 
 def test_bisection_when_no_row_looks_bad(
     sink: PandaSink, emu: PandaEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sink_module, "_locally_bad", lambda row, width: False)
+    monkeypatch.setattr(sink_module, "locally_bad", lambda row, width: False)
     rows = [up("r%d" % i) for i in range(9)] + [up("bad:id")]
     rejections = sink.upsert(rows)
-    assert [r.op.external_id for r in rejections] == ["bad:id"]
+    assert [r.external_id for r in rejections] == ["bad:id"]
     assert len(emu.rows("d")) == 9
 
 
@@ -220,12 +222,12 @@ def test_500_is_retried_only_a_few_times(sink: PandaSink, emu: PandaEmulator) ->
     emu.fail_writes(500, count=10)
     with pytest.raises(ProtocolError):
         sink.upsert([up("x")])
-    assert len(puts(emu)) == sink_module.MAX_SERVER_ERRORS
+    assert len(puts(emu)) == 3  # README, failure table: "HTTP 500 | PANDA | 3 tries in all, then stop"
 
 
 def test_stop_during_retry(emu: PandaEmulator, stop: threading.Event) -> None:
     emu.create_dataset("d", COLUMNS)
-    sink = make_sink(emu, stop, retry=RetryPolicy(initial_delay=30.0, max_delay=30.0))
+    sink = make_sink(emu, stop, retry=RetrySettings(initial_delay=30.0, max_delay=30.0))
     emu.fail_writes(503, count=100)
     timer = threading.Timer(0.1, stop.set)
     timer.start()
@@ -242,11 +244,8 @@ def test_unreachable_panda_is_unavailable(stop: threading.Event) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sink = PandaSink(
-        "http://127.0.0.1:%d" % port,
-        DEFAULT_EMAIL,
-        DEFAULT_API_KEY,
-        "d",
-        retry=RetryPolicy(initial_delay=0.01, max_delay=0.01, max_tries=2),
+        PandaSettings(url="http://127.0.0.1:%d" % port, email=DEFAULT_EMAIL, api_key=DEFAULT_API_KEY, dataset="d"),
+        retry=RetrySettings(initial_delay=0.01, max_delay=0.01, max_tries=2),
         stop=stop,
     )
     with pytest.raises(SinkUnavailable):
@@ -259,7 +258,7 @@ def test_unreachable_panda_is_unavailable(stop: threading.Event) -> None:
 def test_delete(sink: PandaSink, emu: PandaEmulator) -> None:
     sink.upsert([up("x"), up("y"), up("-z"), up("AND")])
     rejections = sink.delete([Delete("x"), Delete("missing"), Delete("-z"), Delete("AND"), Delete("a:b")])
-    assert [r.op.external_id for r in rejections] == ["-z", "AND", "a:b"]
+    assert [r.external_id for r in rejections] == ["-z", "AND", "a:b"]
     assert sorted(emu.rows("d")) == ["-z", "AND", "y"]
     assert [r.status for r in emu.requests if r.method == "DELETE"] == [204, 204]
     assert sink.dataset_info()["row_count"] == 3
@@ -298,7 +297,7 @@ def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = N
         (404, True, NotFoundError),
         (405, True, ProtocolError),
         (411, True, ProtocolError),
-        (414, True, ProtocolError),
+        (414, True, RejectedError),  # the URL's external_id is too long: dead-lettered
         (429, True, SinkUnavailable),
         (500, True, SinkUnavailable),
         (501, True, ProtocolError),

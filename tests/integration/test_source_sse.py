@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from bridge.config.settings import RetrySettings
 from bridge.errors import AuthError, BridgeError, NotFoundError, ProtocolError, SourceUnavailable
-from bridge.retry import RetryPolicy
 from bridge.source.sse import SseSource
 from bridge.source.sse_parser import SseEvent
 from tests.support.sse_server import Entry, Plan, SseServer
 
-FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
+FAST = RetrySettings(initial_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_unavailable_twice_then_ok(server: SseServer, make_source: SourceFactory
 def test_gives_up_after_max_tries(server: SseServer, make_source: SourceFactory) -> None:
     server.fail_next(502, 5)
     with pytest.raises(SourceUnavailable):
-        collect(make_source(retry=RetryPolicy(initial_delay=0.01, max_delay=0.01, max_tries=2)), 1)
+        collect(make_source(retry=RetrySettings(initial_delay=0.01, max_delay=0.01, max_tries=2)), 1)
     assert len(server.connections) == 2
 
 
@@ -277,7 +277,7 @@ def test_stop_ends_a_blocked_read_promptly(server: SseServer, stop: threading.Ev
 def test_stop_ends_a_reconnect_wait_promptly(server: SseServer, stop: threading.Event) -> None:
     server.fail_next(503, 10)
     source = SseSource(
-        server.url, retry=RetryPolicy(initial_delay=20, max_delay=20), stop=stop, min_reconnect=20
+        server.url, retry=RetrySettings(initial_delay=20, max_delay=20), stop=stop, min_reconnect=20
     )
     reader = threading.Thread(target=lambda: list(source.events(None)))
     reader.start()

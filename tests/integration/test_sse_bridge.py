@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from bridge.core import external_id as ids
+from tests.support.oracle import expected_id
 from tests.support.pipeline import Pipeline, stop, wait_until, written_ids
 from tests.support.sse_server import Entry, Plan, SseServer
 
@@ -33,10 +33,10 @@ def expected(entries: list[Entry]) -> dict[str, list]:
     for entry in entries:
         payload = json.loads(entry.data or "{}")
         if entry.event == "removed":
-            rows.pop(ids.encode(payload["key"]), None)
+            rows.pop(expected_id(payload["key"]), None)
         elif entry.event == "message":
             body = payload["body"]
-            rows[ids.encode(payload["key"])] = [body["first_name"], body["last_name"], body["job"]["employer"]]
+            rows[expected_id(payload["key"])] = [body["first_name"], body["last_name"], body["job"]["employer"]]
     return rows
 
 
@@ -76,7 +76,7 @@ def test_events_mirrored_exactly_across_drops_and_restart(tmp_path, panda, scrip
         assert server.connections[connections].last_event_id == "63"  # the saved event id, sent back
         code, err = stop(process, signal.SIGTERM)
         assert code == 0, err
-        assert written_ids(panda, pipeline.dataset) == [ids.encode("user:7")]  # nothing old was re-sent
+        assert written_ids(panda, pipeline.dataset) == [expected_id("user:7")]  # nothing old was re-sent
 
 
 def test_once_is_refused_for_an_event_stream(tmp_path, panda):

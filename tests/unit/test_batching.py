@@ -1,6 +1,7 @@
 """batching.py: last change per document, due on count, bytes, age or catch-up; positions never skip."""
 
-from bridge.core.batching import Batcher, BatchLimits
+from bridge.config.settings import BatchSettings
+from bridge.core.batching import Batcher
 from bridge.model import Change, Position, Seq
 
 
@@ -18,7 +19,7 @@ def change(doc_id: str, seq: int | None, size: int = 10, deleted: bool = False) 
 
 
 def test_last_change_per_document_wins_in_order_of_last_change():
-    batcher = Batcher(BatchLimits(), Clock())
+    batcher = Batcher(BatchSettings(), Clock())
     for item in [change("a", 1), change("b", 2), change("a", 3), change("c", 4, deleted=True)]:
         batcher.add(item)
     batch = batcher.take()
@@ -31,7 +32,7 @@ def test_last_change_per_document_wins_in_order_of_last_change():
 
 def test_due_on_count_bytes_and_age():
     clock = Clock()
-    by_count = Batcher(BatchLimits(max_changes=2, max_bytes=10**9, max_age=60), clock)
+    by_count = Batcher(BatchSettings(max_changes=2, max_bytes=10**9, max_age=60), clock)
     by_count.add(change("a", 1))
     assert not by_count.due()
     by_count.add(change("a", 2))  # same document: still one change
@@ -39,13 +40,13 @@ def test_due_on_count_bytes_and_age():
     by_count.add(change("b", 3))
     assert by_count.due()
 
-    by_bytes = Batcher(BatchLimits(max_changes=100, max_bytes=25, max_age=60), clock)
+    by_bytes = Batcher(BatchSettings(max_changes=100, max_bytes=25, max_age=60), clock)
     by_bytes.add(change("a", 1, size=20))
     assert not by_bytes.due()
     by_bytes.add(change("b", 2, size=20))
     assert by_bytes.due()
 
-    by_age = Batcher(BatchLimits(max_changes=100, max_bytes=10**9, max_age=1.0), clock)
+    by_age = Batcher(BatchSettings(max_changes=100, max_bytes=10**9, max_age=1.0), clock)
     assert by_age.seconds_until_due() is None
     by_age.add(change("a", 1))
     assert by_age.seconds_until_due() == 1.0
@@ -57,7 +58,7 @@ def test_due_on_count_bytes_and_age():
 
 
 def test_caught_up_makes_pending_changes_due_at_once():
-    batcher = Batcher(BatchLimits(max_age=60), Clock())
+    batcher = Batcher(BatchSettings(max_age=60), Clock())
     batcher.advance(Position(Seq(1), caught_up=True))
     assert not batcher.due()  # a position alone waits for its age
     batcher.add(change("a", 2))
@@ -68,7 +69,7 @@ def test_caught_up_makes_pending_changes_due_at_once():
 
 
 def test_position_only_batches_and_seqless_changes():
-    batcher = Batcher(BatchLimits(), Clock())
+    batcher = Batcher(BatchSettings(), Clock())
     batcher.advance(Position(Seq("9-x")))
     batch = batcher.take()
     assert batch is not None and batch.changes == () and batch.position == Seq("9-x")

@@ -3,8 +3,8 @@
 import pytest
 
 from bridge.errors import CheckpointMismatch
-from bridge.model import Seq
-from bridge.state.checkpoint import Sent, StateStore
+from bridge.model import Sent, Seq
+from bridge.state.checkpoint import StateStore
 
 FP = {"source": {"database": "a"}, "panda": {"dataset": "d"}, "mapping": {"columns": ["x"]}}
 
@@ -63,7 +63,7 @@ def test_reset_forgets_everything(tmp_path):
 def statements(request, monkeypatch):
     """Every batch through SQLite's JSON functions, or row by row as where SQLite has none."""
     if request.param == "row by row":
-        monkeypatch.setattr("bridge.state.checkpoint._has_json_functions", lambda: False)
+        monkeypatch.setattr("bridge.state.checkpoint_sql.has_json_functions", lambda: False)
     return request.param
 
 

@@ -1,11 +1,12 @@
-"""config.py: TOML + overrides + environment secrets, validated; unknown keys are errors."""
+"""config/: TOML + overrides + environment secrets, validated; unknown keys are errors."""
 
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from bridge.config.settings import load_settings, parse_override, scrub_url
+from bridge.config.loader import load_settings, parse_override
+from bridge.config.settings import scrub_url
 from bridge.errors import ConfigError
 
 GOOD = textwrap.dedent("""
@@ -104,3 +105,20 @@ def test_parse_override(text, parsed):
 def test_scrub_url():
     assert scrub_url("http://admin:pw@host:5984/db") == "http://host:5984/db"
     assert scrub_url("http://host/db") == "http://host/db"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # rules that PandaSink checked a second time before: now only PandaSettings does
+        (GOOD.replace('url = "http://127.0.0.1:8000"', 'url = "http://u:p@127.0.0.1:8000"'), "credentials"),
+        (GOOD.replace('url = "http://127.0.0.1:8000"', 'url = "http://127.0.0.1:8000/?x=1"'), "host"),
+        (GOOD.replace('email = "panda@pandaproject.net"', 'email = " panda@pandaproject.net"'), "printable ASCII"),
+        (GOOD.replace('dataset = "contributors"', 'dataset = "schema"'), "slug"),
+        # set by the start-up checks only, never by a configuration
+        (GOOD + "\n[retry]\nmax_tries = 2\n", r"unknown key.*max_tries"),
+    ],
+)
+def test_each_rule_is_the_settings_own(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text), env=ENV)

@@ -15,9 +15,9 @@ from bridge.config.settings import MappingSettings
 from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.core.planning import plan_batch, row_hash
-from bridge.model import Batch, Change, Delete, Rejection, Seq, Upsert
-from bridge.run.pipeline import Delivery, RunStats
-from bridge.state.checkpoint import Sent, StateStore
+from bridge.model import Batch, Change, Delete, Refusal, Sent, Seq, Upsert
+from bridge.run.delivery import Delivery, RunStats
+from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
 
 MAPPER = RowMapper(MappingSettings(columns=["name"]))
@@ -36,12 +36,12 @@ class Panda:
         self.rows: dict[str, tuple[Any, ...]] = {}
         self.writes = 0
 
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         self.writes += 1
         self.rows.update((row.external_id, row.data) for row in rows)
         return []
 
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         self.writes += 1
         for row in rows:
             self.rows.pop(row.external_id, None)

@@ -1,10 +1,12 @@
 """decode.py: raw `_changes` rows become Changes; anything else is a DecodeError."""
 
+import types
+
 import pytest
 
 from bridge.errors import DecodeError
 from bridge.model import Change, Seq
-from bridge.source.decode import ROW_SIZE_KEY, decode_row, decode_seq
+from bridge.source.decode import decode_row, decode_seq
 
 
 @pytest.mark.parametrize(
@@ -21,12 +23,17 @@ from bridge.source.decode import ROW_SIZE_KEY, decode_row, decode_seq
         # seq_interval rows carry a null seq; unknown keys are ignored
         ({"seq": None, "id": "c", "changes": [], "removed": ["ch"]}, Change(None, "c", False, None, None)),
         ({"seq": 5, "id": "d", "changes": [{"rev": "1-a"}], "deleted": False}, Change(Seq(5), "d", False, None, "1-a")),
-        ({"seq": 6, "id": "e", "changes": [{"rev": "1-a"}], ROW_SIZE_KEY: 300},
-         Change(Seq(6), "e", False, None, "1-a", size=300)),
     ],
 )
 def test_rows_decode(row, expected):
     assert decode_row(row) == expected
+
+
+def test_the_size_the_source_measured_is_kept():
+    row = {"seq": 6, "id": "e", "changes": [{"rev": "1-a"}]}
+    assert decode_row(row, 300) == Change(Seq(6), "e", False, None, "1-a", size=300)
+    general = types.MappingProxyType(row)  # not a plain dict: the general path
+    assert decode_row(general, 300) == Change(Seq(6), "e", False, None, "1-a", size=300)
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from bridge.config.settings import MappingSettings
-from bridge.core.batching import BatchLimits
+from bridge.config.settings import BatchSettings, MappingSettings
 from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
-from bridge.model import Delete, Position, Rejection, Seq, Upsert
-from bridge.run.pipeline import Delivery, run
+from bridge.model import Batch, Delete, Position, Refusal, Seq, Upsert
+from bridge.run.delivery import Delivery, RunStats
+from bridge.run.pipeline import run
+from bridge.run.writes import Writes
 from bridge.source.decode import decode_row
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
@@ -27,7 +28,11 @@ class FakeSource:
 
     def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]:
         self.since = since
-        yield from self.items
+        for item in self.items:  # a raw row goes with its size on the wire, as the real sources hand it over
+            yield item if isinstance(item, Position) else (item, 0)
+
+    def interrupt(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -46,19 +51,22 @@ class FakeSink:
             raise AuthError("PANDA refused the credentials")
         self.writes += 1
 
-    def upsert(self, rows: Sequence[Upsert]) -> list[Rejection]:
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         self._count()
-        refused = [Rejection(row, "bad name", 400) for row in rows if row.data[0] == "BAD"]
+        refused = [Refusal.of(row, "bad name", 400) for row in rows if row.data[0] == "BAD"]
         for row in rows:
             if row.data[0] != "BAD":
                 self.rows[row.external_id] = row.data
         return refused
 
-    def delete(self, rows: Sequence[Delete]) -> list[Rejection]:
+    def delete(self, rows: Sequence[Delete]) -> list[Refusal]:
         self._count()
         for row in rows:
             self.rows.pop(row.external_id, None)
         return []
+
+    def close(self) -> None:
+        pass
 
 
 def row(seq: int, doc_id: str, name: str | None = None, deleted: bool = False) -> dict[str, Any]:
@@ -79,7 +87,7 @@ def parts(tmp_path):
     store.close()
 
 
-TWO_PER_BATCH = BatchLimits(max_changes=2)
+TWO_PER_BATCH = BatchSettings(max_changes=2)
 
 
 def mirror(items, sink, store, letters, limits=TWO_PER_BATCH):
@@ -138,3 +146,91 @@ def test_replays_send_nothing(parts):
     writes = sink.writes
     stats = mirror(items, sink, store, letters)
     assert sink.writes == writes and stats.unchanged == 2
+
+
+class BlockingSource(FakeSource):
+    """Hands over its items, then stays inside a "request" until interrupted (like a longpoll that waits)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(items)
+        self.unblocked = threading.Event()
+        self.reading = False
+        self.closed: list[tuple[str, bool]] = []  # (thread, was a read in progress)
+
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]:
+        yield from super().changes(since, follow=follow)
+        self.reading = True
+        self.unblocked.wait(10)  # bounded: a run that never interrupts fails below instead of hanging
+        self.reading = False
+
+    def interrupt(self) -> None:
+        self.unblocked.set()
+
+    def close(self) -> None:
+        self.closed.append((threading.current_thread().name, self.reading))
+        self.unblocked.set()
+
+
+class ClosingSink(FakeSink):
+    """Asks the run to stop once it wrote; notes which thread closes it."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+        self.closed: list[str] = []
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
+        refused = super().upsert(rows)
+        self.stop.set()
+        return refused
+
+    def close(self) -> None:
+        self.closed.append(threading.current_thread().name)
+
+
+def test_each_session_is_closed_by_the_thread_that_uses_it(parts):
+    store, letters = parts
+    stop = threading.Event()
+    sink = ClosingSink(stop)
+    source = BlockingSource([row(1, "a", "A"), Position(Seq(1), caught_up=True)])
+    delivery = Delivery(sink, store, letters, RowMapper(MappingSettings(columns=["name"])), DocFilter().accepts,
+                        delete_unknown=False)
+    run(source, decode_row, delivery, TWO_PER_BATCH, since=None, follow=True, stop=stop)
+    assert sink.rows == {"a": ("A",)}
+    assert source.closed == [("bridge-reader", False)]  # never while the reader is inside a request
+    assert sink.closed == ["bridge-writer"]  # after its last write, by the thread that wrote
+    assert store.load().seq == Seq(1)
+
+
+class HeldSink(FakeSink):
+    """Holds its first write until the test releases it, so a later batch is handled while it is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
+        self.writing.set()
+        assert self.release.wait(10)  # bounded
+        return super().upsert(rows)
+
+
+def test_a_batch_without_writes_is_committed_only_after_the_write_in_flight_before_it(parts):
+    store, letters = parts
+    sink = HeldSink()
+    delivery = Delivery(sink, store, letters, RowMapper(MappingSettings(columns=["name"])), DocFilter().accepts,
+                        delete_unknown=False)
+    stats = RunStats()
+    writes = Writes(delivery, stats)
+    try:
+        writes.deliver(Batch((decode_row(row(1, "a", "A")),), Seq(1)))
+        assert sink.writing.wait(10)
+        writes.deliver(Batch((), Seq(2)))  # nothing to write: settled at once, but behind batch 1
+        assert store.load().seq is None and stats.batches == 0  # not committed past the write in flight
+        sink.release.set()
+        writes.finish()
+    finally:
+        writes.close(timeout=5)
+    assert store.load().seq == Seq(2) and stats.batches == 2
+    assert sink.rows == {"a": ("A",)} and store.lookup(["a"]).keys() == {"a"}

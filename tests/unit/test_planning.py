@@ -4,8 +4,7 @@ from bridge.config.settings import MappingSettings
 from bridge.core.filtering import DocFilter, compile_selector
 from bridge.core.mapping import RowMapper
 from bridge.core.planning import plan_batch, row_hash
-from bridge.model import Change, Delete, Seq, Upsert
-from bridge.state.checkpoint import Sent
+from bridge.model import Change, Delete, Sent, Seq, Upsert
 
 MAPPER = RowMapper(MappingSettings(columns=["name"]))
 BY_CODE = RowMapper(MappingSettings(columns=["name"], external_id="code"))

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from bridge.config.settings import RetrySettings
 from bridge.errors import AuthError, BridgeError, ConfigError, NotFoundError, ProtocolError, SourceUnavailable
-from bridge.retry import RetryPolicy
 from bridge.source.sse import SseSource, check_response
 
 SSE = "text/event-stream"
@@ -60,7 +60,7 @@ def test_check_response(status: int, content_type: str | None, error: type[Bridg
 )
 def test_settings_validated(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
-        SseSource("http://127.0.0.1:1/x", retry=RetryPolicy(), stop=threading.Event(), **kwargs)
+        SseSource("http://127.0.0.1:1/x", retry=RetrySettings(), stop=threading.Event(), **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -69,13 +69,13 @@ def test_settings_validated(kwargs: dict[str, Any]) -> None:
     ids=["default", "low", "in", "high"],
 )
 def test_reconnect_delay_is_clamped(retry_ms: int | None, expected: float) -> None:
-    source = SseSource("http://127.0.0.1:1/x", retry=RetryPolicy(initial_delay=0.5), stop=threading.Event())
+    source = SseSource("http://127.0.0.1:1/x", retry=RetrySettings(initial_delay=0.5), stop=threading.Event())
     source._server_retry = retry_ms
     assert source.reconnect_delay == expected
 
 
 def test_logs_name_the_stream_without_credentials_or_query() -> None:
     source = SseSource(
-        "http://user:secret@127.0.0.1:5984/db/_changes?token=t", retry=RetryPolicy(), stop=threading.Event()
+        "http://user:secret@127.0.0.1:5984/db/_changes?token=t", retry=RetrySettings(), stop=threading.Event()
     )
     assert source._where == "http://127.0.0.1:5984/db/_changes"

@@ -1,0 +1,39 @@
+"""Runs the `bridge` command paused inside its first commit of a batch, so a test can SIGKILL it there.
+
+    python -m tests.support.crashpoint FLAG_FILE BRIDGE_ARGS...
+
+Once StateStore.commit has opened its transaction and cleared the batch's pending notes (not yet
+committed), FLAG_FILE is created and the process sleeps: a kill from the test then provably lands during
+the commit. Test support only; the bridge itself has no such hook.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_PAUSE = 120.0  # bounded: the test kills the process long before
+
+
+def main() -> int:
+    flag, args = Path(sys.argv[1]), sys.argv[2:]
+    from bridge.state import checkpoint
+
+    settle = checkpoint.StateStore._settle  # inside commit's transaction; AttributeError if it was renamed
+
+    def paused(self: Any, db: Any, records: Any) -> None:
+        settle(self, db, records)
+        flag.write_text("inside the commit's transaction\n")
+        time.sleep(_PAUSE)
+
+    checkpoint.StateStore._settle = paused  # type: ignore[method-assign]
+    from bridge.__main__ import main as bridge_main
+
+    sys.argv = ["bridge", *args]
+    return bridge_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
