@@ -20,6 +20,8 @@ from typing import Any
 from bridge.config.settings import (
     BatchSettings,
     CheckpointSettings,
+    HttpSettings,
+    LogSettings,
     MappingSettings,
     PandaSettings,
     RetrySettings,
@@ -39,6 +41,8 @@ _SECTIONS: dict[str, type] = {
     "batch": BatchSettings,
     "retry": RetrySettings,
     "verify": VerifySettings,
+    "http": HttpSettings,
+    "log": LogSettings,
 }
 _SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
 

@@ -26,6 +26,8 @@ __all__ = [
     "RetrySettings",
     "VerifySettings",
     "parse_duration",
+    "HttpSettings",
+    "LogSettings",
     "STARTUP_RETRY",
     "NOT_A_KEY",
     "Settings",
@@ -310,6 +312,30 @@ class VerifySettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The operating endpoint: /metrics, /healthz and /readyz."""
+
+    listen: str = ""
+    """`host:port` to serve on (e.g. 127.0.0.1:9464; `[::1]:9464` for IPv6); empty serves nothing."""
+
+    def __post_init__(self) -> None:
+        if self.listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):\d{1,5}", self.listen):
+            raise ConfigError(f"[http] listen must be host:port (e.g. 127.0.0.1:9464), got {self.listen!r}")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How log lines are written (to stderr)."""
+
+    format: str = "text"
+    """`text` (one readable line per event) or `json` (one JSON object per line, for a log shipper)."""
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"[log] format must be 'text' or 'json', got {self.format!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one pipeline needs."""
 
@@ -320,6 +346,8 @@ class Settings:
     batch: BatchSettings
     retry: RetrySettings
     verify: VerifySettings = field(default_factory=VerifySettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint belongs to: source, filter, dataset and mapping, never credentials."""

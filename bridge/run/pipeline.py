@@ -21,7 +21,7 @@ from typing import Any
 from bridge.config.settings import BatchSettings
 from bridge.core.batching import Batcher
 from bridge.errors import BridgeError, StopRequested
-from bridge.model import Change, Seq
+from bridge.model import Change, Position, Seq
 from bridge.run.delivery import Delivery, RunStats
 from bridge.run.reader import END, Decode, Failed, Source, decoded, read
 from bridge.run.writes import Writes
@@ -81,6 +81,8 @@ def run(
                               name="bridge-reader", daemon=True)
     reader.start()
     writes = Writes(delivery, stats)
+    events = delivery.events
+    events.started([reader, writes.thread])
     caught_up = False
     last_stats = clock()
     failure: BaseException | None = None
@@ -99,6 +101,8 @@ def run(
                     break
                 if item is not None:
                     entries, refusals = decoded(item, decode)
+                    positions = sum(isinstance(raw, Position) for raw in item[-1:])  # only a chunk's last item
+                    events.read(len(item) - positions, len(entries) - positions)
                     if refusals:
                         stats.dead_lettered += delivery.refuse(refusals)
                     for entry in entries:
@@ -106,8 +110,9 @@ def run(
                             batcher.add(entry)
                         else:
                             batcher.advance(entry)
+                            events.position(entry.caught_up, entry.pending)
                             if entry.caught_up and not caught_up:
-                                logger.info("caught up at seq %s", entry.seq)
+                                logger.info("caught up at seq %s", entry.seq, extra={"seq": str(entry.seq)})
                             caught_up = entry.caught_up
                         if batcher.due():  # inside the chunk, so no batch outgrows its limits
                             _deliver(batcher, writes)

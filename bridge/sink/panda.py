@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from bridge.errors import (
     SinkUnavailable,
 )
 from bridge.model import Delete, Refusal, Upsert
+from bridge.ops.events import NO_EVENTS, PANDA, Events
 from bridge.retry import call_with_retry
 from bridge.sink.panda_rows import REQUEST_LINE_LIMIT, locally_bad, longest_id, refused_width, too_long, undeletable
 from bridge.sink.panda_status import classify, snippet
@@ -58,6 +60,7 @@ class PandaSink:
         stop: threading.Event,
         session: requests.Session | None = None,
         width: int | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         """The settings are validated already (PandaSettings). `width` is the cells per row of the
         configured mapping (ensure_dataset checks it against the dataset); a refusal that expects another
@@ -79,6 +82,7 @@ class PandaSink:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
+        self._events = events
         self.max_id_length = longest_id(urlsplit(self._dataset_url).path)
         """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
@@ -94,6 +98,7 @@ class PandaSink:
         body: bytes | None = None,
     ) -> requests.Response:
         headers = self._headers if body is None else {**self._headers, "Content-Type": "application/json"}
+        began = time.perf_counter()
         try:
             response = self._session.request(
                 method,
@@ -105,12 +110,20 @@ class PandaSink:
                 allow_redirects=False,
             )
         except _NETWORK_ERRORS as exc:
+            self._events.request(PANDA, False, method, time.perf_counter() - began)
             raise SinkUnavailable(
                 "PANDA %s %s failed: %s" % (method, urlsplit(url).path, type(exc).__name__)
             ) from exc
         except requests.RequestException as exc:
+            self._events.request(PANDA, False, method, time.perf_counter() - began)
             raise ProtocolError("PANDA %s %s failed: %s" % (method, urlsplit(url).path, exc)) from exc
-        classify(response, data_endpoint=data_endpoint)
+        seconds = time.perf_counter() - began
+        try:
+            classify(response, data_endpoint=data_endpoint)
+        except SinkUnavailable:  # 5xx, 429, locked: PANDA is not accepting writes now
+            self._events.request(PANDA, False, method, seconds)
+            raise
+        self._events.request(PANDA, True, method, seconds)
         return response
 
     def _retrying(self, fn: Callable[[], T], what: str) -> T:
@@ -132,7 +145,7 @@ class PandaSink:
                         ) from exc
                 raise
 
-        return call_with_retry(attempt, policy=self.retry, stop=self._stop, what=what)
+        return call_with_retry(attempt, policy=self.retry, stop=self._stop, what=what, on_retry=self._events.retried)
 
     @staticmethod
     def _json(response: requests.Response) -> dict[str, Any]:

@@ -8,5 +8,4 @@
     repair.py    makes PANDA equal to the source for those differences and updates the record
     rebuild.py   rebuilds a lost record from PANDA's rows
     schedule.py  periodic verify (and repair) inside `bridge run`
-    guard.py     refuses to repair or rebuild beside a running bridge
 """

@@ -274,7 +274,7 @@ def test_repair_and_rebuild_refuse_beside_a_running_bridge(couch_db, pipeline: P
         for args in (("repair",), ("checkpoint", "rebuild")):
             result = bridge(pipeline, *args)
             assert result.returncode == 7, result.stderr
-            assert "holds the state file" in result.stderr and "bridge run" in result.stderr
+            assert "InstanceLocked" in result.stderr and "in use by a running bridge" in result.stderr
     finally:
         code, err = stop(process)
     assert code == 0, err

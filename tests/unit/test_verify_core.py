@@ -1,8 +1,6 @@
-"""Issue 15, the pure and local parts: judging one id, the scratch diff, durations, the lock, the metric numbers."""
+"""Issue 15, the pure and local parts: judging one id, the scratch diff, durations, the metric numbers."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +8,6 @@ from bridge.config.settings import VerifySettings, parse_duration
 from bridge.core.planning import row_hash
 from bridge.errors import ConfigError
 from bridge.verify.compare import EXTRA_OWNED, EXTRA_UNOWNED, MISSING, STALE, judge, panda_row_hash
-from bridge.verify.guard import StateBusy, hold_state
 from bridge.verify.report import LatestVerify, Report
 from bridge.verify.scratch import Scratch
 
@@ -84,16 +81,6 @@ def test_verify_settings_are_off_by_default() -> None:
     assert VerifySettings(every="6h").interval == 21600.0
     with pytest.raises(ConfigError):
         VerifySettings(settle=-1)
-
-
-def test_the_state_lock_refuses_a_second_holder(tmp_path: Path) -> None:
-    state = tmp_path / "state" / "bridge.checkpoint"
-    with hold_state(state, "bridge run"):
-        with pytest.raises(StateBusy, match=r"bridge repair refused: bridge run \(pid \d+\) holds"):
-            with hold_state(state, "bridge repair"):
-                pass
-    with hold_state(state, "bridge repair"):  # released when the holder is done
-        pass
 
 
 def test_latest_verify_holds_the_numbers_metrics_export() -> None:
