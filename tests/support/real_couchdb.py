@@ -21,10 +21,13 @@ import time
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Any
 
 from tests.support.couch_api import CouchServer, CouchServerError, free_port
 
-__all__ = ["COUCHDB_SCRIPT", "ENV_URL", "ExternalCouchDB", "LaunchedCouchDB", "couchdb_unavailable_reason"]
+__all__ = [
+    "COUCHDB_SCRIPT", "ENV_URL", "ExternalCouchDB", "LaunchedCouchDB", "RealCouchDB", "couchdb_unavailable_reason",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 COUCHDB_SCRIPT = ROOT.parent / "shared" / "couchdb" / "couchdb"
@@ -47,7 +50,7 @@ def couchdb_unavailable_reason() -> str | None:
     return "%s is not set and there is no CouchDB release at ../shared/couchdb" % ENV_URL
 
 
-class _RealCouchDB(CouchServer):
+class RealCouchDB(CouchServer):
     kind = "couchdb"
     db_prefix = RUN_PREFIX
 
@@ -74,6 +77,11 @@ class _RealCouchDB(CouchServer):
         security = {"admins": {"names": [], "roles": []}, "members": {"names": names, "roles": []}}
         self._request("PUT", urllib.parse.quote(db, safe="") + "/_security", json=security, ok=(200,))
 
+    def purge(self, db: str, docs: list[dict[str, Any]]) -> None:
+        """Purge these revisions (`{"_id", "_rev"}` each): they vanish without a trace in `_changes`."""
+        body = {doc["_id"]: [doc["_rev"]] for doc in docs}
+        self._request("POST", urllib.parse.quote(db, safe="") + "/_purge", json=body, ok=(201, 202))
+
     def leftovers(self) -> list[str]:
         """This run's databases still on the server."""
         return [name for name in self.all_dbs() if name.startswith(RUN_PREFIX)]
@@ -87,7 +95,7 @@ class _RealCouchDB(CouchServer):
     _users: set[str]
 
 
-class LaunchedCouchDB(_RealCouchDB):
+class LaunchedCouchDB(RealCouchDB):
     """CouchDB 3 from ../shared/couchdb on free loopback ports, data in a temporary directory."""
 
     logs_requests = True  # at log level notice, one line per request
@@ -219,7 +227,7 @@ class LaunchedCouchDB(_RealCouchDB):
         (self._dir / "couchdb.pid").unlink(missing_ok=True)
 
 
-class ExternalCouchDB(_RealCouchDB):
+class ExternalCouchDB(RealCouchDB):
     """The CouchDB in BRIDGE_TEST_COUCHDB_URL: used, never started, stopped or otherwise changed."""
 
     def __init__(self, url: str) -> None:
