@@ -21,7 +21,8 @@ import requests
 
 from bridge.core import external_id as ids
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
-from tests.support.couchdb_server import CouchServer
+from tests.support.couchdb_server import CouchServer, free_port
+from tests.support.ops import scrape, value
 from tests.support.pipeline import Pipeline, deleted_ids, make_docs, stop, wait_until, written_ids
 from tests.support.real_couchdb import RealCouchDB
 from tests.support.watch import Watched
@@ -290,3 +291,31 @@ def test_periodic_verify_repairs_inside_bridge_run(couch_db, pipeline: Pipeline,
         code, err = stop(process)
     assert code == 0, err
     assert "periodic verify: NOT in sync" in err and "repair: 2 upserted" in err
+
+
+def test_periodic_verify_numbers_are_exported_on_metrics(couch_db, pipeline: Pipeline, panda: PandaEmulator) -> None:
+    couch_db.server.bulk_docs(couch_db.name, make_docs(20))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    pipeline.extra = {"verify": {"every": "1s", "settle": 0.2}, "http": {"listen": f"127.0.0.1:{port}"}}
+    pipeline.write_config()
+    process = pipeline.start()
+    try:
+        wait_until(lambda: len(pipeline.rows()) == 20, "the rows are mirrored", process=process)
+        before = scrape(base)
+        assert value(before, "bridge_verify_differences", pipeline=pipeline.dataset, kind="missing") == 0
+        panda_api(panda, "DELETE", f"dataset/{pipeline.dataset}/data/doc-00003/")
+
+        def missing_one() -> bool:
+            found = scrape(base)
+            return (value(found, "bridge_verify_differences", pipeline=pipeline.dataset, kind="missing") == 1
+                    and value(found, "bridge_verify_last_timestamp_seconds", pipeline=pipeline.dataset) > 0)
+
+        wait_until(missing_one, "/metrics showed the missing row the periodic verify found", timeout=60,
+                   process=process)
+        found = scrape(base)
+        for kind in ("stale", "extra_owned", "extra_unowned"):
+            assert value(found, "bridge_verify_differences", pipeline=pipeline.dataset, kind=kind) == 0
+    finally:
+        code, err = stop(process)
+    assert code == 0, err
