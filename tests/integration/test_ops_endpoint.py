@@ -138,6 +138,8 @@ def test_readyz_says_when_the_source_is_unavailable(couch_db, panda, tmp_path):
             server.bulk_docs(db, make_docs(1, start=100))  # ends the open longpoll; the next one is refused
             wait_until(lambda: (probe(base, "/readyz") or (0, {}))[1].get("reason") == "source unavailable",
                        "/readyz said the source is unavailable", process=watched.process)
+            # The failed request marks the source down a moment before its retry is counted: wait for both.
+            wait_until(lambda: "bridge_retries_total" in scrape(base), "a retry was counted", process=watched.process)
             down = scrape(base)
             assert value(down, "bridge_up", pipeline=PIPELINE, end="source") == 0
             assert value(down, "bridge_up", pipeline=PIPELINE, end="panda") == 1
