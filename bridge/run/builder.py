@@ -96,7 +96,8 @@ class Bridge:
             self.decode = sse_decoder(spec)
         self._handed_over = False
         """True once a run took the source and the sink (it closes them)."""
-        self.sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns))
+        self.sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns),
+                              max_request_bytes=settings.batch.max_request_bytes)
 
     def close(self) -> None:
         """Close what is still open: a run closes the source and the sink itself, from the threads using them."""

@@ -3,6 +3,7 @@
 Catch-up reads `feed=normal` pages of `page_size` rows; following reads `feed=longpoll` with a heartbeat,
 each response ending at a known terminator, so a cut-off body is always detected (it does not parse) and
 re-read from the last position handed out. Rows are yielded only after their whole page parsed.
+Pages are also bounded by bytes: after a big page the next ask for fewer rows (`page_bytes`, core/paging.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import orjson
 import requests
 
 from bridge.config.settings import RetrySettings, SourceSettings, scrub_url
+from bridge.core.paging import PageSizer
 from bridge.errors import (
     AuthError,
     FeedInterrupted,
@@ -211,16 +213,19 @@ class CouchSource:
         """
         position = since
         caught_up = False
+        sizer = PageSizer(self._settings.page_size, self._settings.page_bytes)
         while not self._stop.is_set():
             if caught_up and follow and self._settings.feed == "eventsource":
                 yield from self._eventsource(position)
                 return
             longpoll = caught_up and follow
+            limit = sizer.limit
             page = call_with_retry(
-                functools.partial(self._page, position, longpoll),
+                functools.partial(self._page, position, longpoll, limit),
                 policy=self._retry, stop=self._stop, what="reading the changes feed",
             )
             size = page.nbytes // max(1, len(page.rows))
+            sizer.read(len(page.rows), page.nbytes)
             for row in page.rows:
                 yield row, size
             if page.last_seq is not None:
@@ -228,7 +233,7 @@ class CouchSource:
             if page.pending is not None:
                 caught_up = page.pending == 0
             else:
-                caught_up = len(page.rows) < self._settings.page_size
+                caught_up = len(page.rows) < limit
             if position is not None:
                 yield Position(position, caught_up=caught_up)
             if caught_up and not follow:
@@ -290,12 +295,12 @@ class CouchSource:
             return {"filter": self._settings.filter, **self._settings.filter_params}
         return {}
 
-    def _params(self, since: Seq | None, longpoll: bool) -> dict[str, str]:
+    def _params(self, since: Seq | None, longpoll: bool, limit: int) -> dict[str, str]:
         settings = self._settings
         params = {
             "feed": "longpoll" if longpoll else "normal",
             "include_docs": "true",
-            "limit": str(settings.page_size),
+            "limit": str(limit),
             "since": since.as_param() if since is not None else "0",
         }
         if longpoll:
@@ -307,8 +312,8 @@ class CouchSource:
             params.update(settings.filter_params)
         return params
 
-    def _page(self, since: Seq | None, longpoll: bool) -> Page:
-        params = self._params(since, longpoll)
+    def _page(self, since: Seq | None, longpoll: bool, limit: int) -> Page:
+        params = self._params(since, longpoll, limit)
         url = f"{self.db_url}/_changes"
         if self._settings.doc_ids:
             response = self._send("POST", url, params=params, json={"doc_ids": self._settings.doc_ids},
