@@ -245,7 +245,7 @@ class BatchSettings:
     """When a batch is due: whichever limit comes first."""
 
     max_changes: int = 1000
-    """Documents per batch."""
+    """Documents per batch while the sink keeps up (and as soon as the feed is caught up)."""
     max_bytes: int = 4_000_000
     """Approximate feed bytes per batch."""
     max_age: float = 0.5
@@ -253,6 +253,9 @@ class BatchSettings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     """Bytes per bulk PUT body at most; a batch's rows go in as many PUTs as that takes (a single row
     bigger than this goes alone)."""
+    grow_to: int = 20_000
+    """Documents per batch at most while PANDA is slow and the backlog large (core/sizing.py); at or below
+    max_changes, batches stay fixed at max_changes."""
 
     def __post_init__(self) -> None:
         if self.max_changes < 1 or self.max_bytes < 1 or self.max_age <= 0 or self.max_request_bytes < 1:
