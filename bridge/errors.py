@@ -12,8 +12,9 @@
     │   ├── NotFoundError       the database or dataset does not exist (exit 4)
     │   ├── CheckpointMismatch  the saved checkpoint belongs to another pipeline or an older database (exit 5)
     │   ├── ProtocolError       an answer the bridge cannot act on, e.g. a malformed seq (exit 6)
+    │   ├── InstanceLocked      another bridge process holds this state file's lock (exit 7)
     │   └── StateError          the bridge's own files (state file, dead-letter file, lock) cannot be read
-    │                           or written (exit 8; exit 7 is kept for "another bridge holds the lock")
+    │                           or written (exit 8)
     ├── RejectedError           the sink refused these rows: they go to the dead-letter file, the bridge goes on
     │   ├── MappingError        a document that cannot become a PANDA row (no external_id, bad field)
     │   └── DecodeError         a well-formed feed item that is not a change (no id): dead-lettered raw
@@ -40,6 +41,7 @@ __all__ = [
     "NotFoundError",
     "CheckpointMismatch",
     "ProtocolError",
+    "InstanceLocked",
     "StateError",
     "RejectedError",
     "MappingError",
@@ -118,6 +120,17 @@ class ProtocolError(FatalError):
     """An answer the bridge cannot act on, such as CouchDB's 400 for a malformed seq."""
 
     exit_code = 6
+
+
+class InstanceLocked(FatalError):
+    """A running bridge holds the state file's lock: one bridge per state file, refused before any work."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        """The holder's process id, when it could be read."""
 
 
 class StateError(FatalError):

@@ -67,6 +67,8 @@ class Position:
     """A resume token that is safe to record once everything before it is acknowledged."""
     caught_up: bool = False
     """True when this is the current end of the feed (nothing was pending when it was read)."""
+    pending: int | None = None
+    """Changes the source said were left after this position (CouchDB's `pending`); None when it did not."""
 
 
 @dataclass(frozen=True, slots=True)

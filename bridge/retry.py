@@ -61,12 +61,14 @@ def call_with_retry(
     policy: RetrySettings,
     stop: threading.Event,
     what: str,
+    on_retry: Callable[[str, str], None] | None = None,
 ) -> T:
     """Call `fn` until it returns, retrying on TransientError.
 
     Each retry is logged at WARNING with a stable message and `extra` fields (what, error, delay, attempt).
     Raises the last TransientError after `policy.max_tries` attempts, StopRequested when `stop` is set
-    while waiting, and lets any other exception through at once. The schedule starts afresh on every
+    while waiting, and lets any other exception through at once. `on_retry(what, error class name)` is told
+    of each retry before its wait (the metrics count them). The schedule starts afresh on every
     call, which is how the delay resets after a good response.
     """
     schedule = delays(policy)
@@ -81,6 +83,8 @@ def call_with_retry(
             if stop.is_set():
                 raise StopRequested(f"stop requested while retrying {what}") from exc
             delay = next(schedule)
+            if on_retry is not None:
+                on_retry(what, type(exc).__name__)
             logger.warning(
                 "retrying %s in %.2fs (attempt %d): %s: %s",
                 what,

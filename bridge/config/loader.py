@@ -20,11 +20,14 @@ from typing import Any
 from bridge.config.settings import (
     BatchSettings,
     CheckpointSettings,
+    HttpSettings,
+    LogSettings,
     MappingSettings,
     PandaSettings,
     RetrySettings,
     Settings,
     SourceSettings,
+    VerifySettings,
 )
 from bridge.errors import ConfigError
 
@@ -37,6 +40,9 @@ _SECTIONS: dict[str, type] = {
     "checkpoint": CheckpointSettings,
     "batch": BatchSettings,
     "retry": RetrySettings,
+    "verify": VerifySettings,
+    "http": HttpSettings,
+    "log": LogSettings,
 }
 _SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
 

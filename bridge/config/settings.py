@@ -25,6 +25,10 @@ __all__ = [
     "BatchSettings",
     "DEFAULT_MAX_REQUEST_BYTES",
     "RetrySettings",
+    "VerifySettings",
+    "parse_duration",
+    "HttpSettings",
+    "LogSettings",
     "STARTUP_RETRY",
     "NOT_A_KEY",
     "Settings",
@@ -285,6 +289,65 @@ STARTUP_RETRY = RetrySettings(initial_delay=0.2, max_delay=1.0, max_tries=3)
 """The start-up checks' few quick tries: a server that cannot be reached then is a configuration error."""
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "30m", "6h" or "1d"; "" and "0" mean off (0.0). Raises ConfigError."""
+    found = _DURATION.fullmatch(text.strip())
+    if text.strip() == "":
+        return 0.0
+    if found is None:
+        raise ConfigError(f"[verify] every must look like 90s, 30m, 6h or 1d, got {text!r}")
+    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """Periodic reconciliation inside `bridge run` (off by default)."""
+
+    every: str = ""
+    """How often to verify while following, e.g. `6h`; empty (the default) turns it off."""
+    repair: bool = False
+    """Repair the differences each periodic verify finds (rows the bridge never wrote are only listed)."""
+    settle: float = 1.0
+    """Seconds to wait before reading the ids of a difference again, so changes in flight are not drift."""
+
+    def __post_init__(self) -> None:
+        if parse_duration(self.every) < 0 or self.settle < 0:
+            raise ConfigError("[verify] every and settle must not be negative")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between periodic verifies; 0.0 when they are off."""
+        return parse_duration(self.every)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The operating endpoint: /metrics, /healthz and /readyz."""
+
+    listen: str = ""
+    """`host:port` to serve on (e.g. 127.0.0.1:9464; `[::1]:9464` for IPv6); empty serves nothing."""
+
+    def __post_init__(self) -> None:
+        if self.listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):\d{1,5}", self.listen):
+            raise ConfigError(f"[http] listen must be host:port (e.g. 127.0.0.1:9464), got {self.listen!r}")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How log lines are written (to stderr)."""
+
+    format: str = "text"
+    """`text` (one readable line per event) or `json` (one JSON object per line, for a log shipper)."""
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"[log] format must be 'text' or 'json', got {self.format!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything one pipeline needs."""
@@ -295,6 +358,9 @@ class Settings:
     checkpoint: CheckpointSettings
     batch: BatchSettings
     retry: RetrySettings
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint belongs to: source, filter, dataset and mapping, never credentials."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +20,22 @@ from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
 from bridge.model import Batch, Change, Seq
+from bridge.ops.dryrun import DryDeadLetters, DryRunSink
+from bridge.ops.events import NO_EVENTS, Events
 from bridge.retry import Retrying, startup_retries
 from bridge.run.delivery import Delivery, RunStats
 from bridge.run.pipeline import run
 from bridge.run.reader import Decode, Source
 from bridge.sink.panda import PandaSink
-from bridge.source.couchdb import CouchSource
+from bridge.source.couchdb import CouchSource, writes_since
 from bridge.source.decode import decode_row
 from bridge.source.sse import SseFeed, SseSource
 from bridge.source.sse_parser import SseEvent, SseEventSpec, decode_couchdb_event, decode_sse_event, event_spec
 from bridge.state.checkpoint import Checkpoint, StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
+from bridge.state.snapshot import SnapshotStore
 
-__all__ = ["parse_since", "Bridge"]
+__all__ = ["parse_since", "Bridge", "check_key_space"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +71,16 @@ def _event_seq(event: SseEvent) -> Seq | None:
 class Bridge:
     """The adapters of one pipeline, opened together and closed together."""
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event, *, events: Events = NO_EVENTS,
+                 dry_run: bool = False) -> None:
+        """`events` is told what happens (metrics); `dry_run` reads as usual and writes nothing anywhere."""
         self.settings = settings
         self.stop = stop
-        self.store = StateStore(Path(settings.checkpoint.path))
-        self.deadletters = DeadLetterFile(settings.checkpoint.deadletter_path)
+        self.events = events
+        self.dry_run = dry_run
+        path = Path(settings.checkpoint.path)
+        self.store = SnapshotStore(path) if dry_run else StateStore(path)
+        self.deadletters = (DryDeadLetters if dry_run else DeadLetterFile)(settings.checkpoint.deadletter_path)
         self.mapper = RowMapper(settings.mapping)
         source = settings.source
         self.filter = DocFilter(
@@ -80,24 +88,27 @@ class Bridge:
             doc_ids=frozenset(source.doc_ids) if source.doc_ids else None,
         )
         self.couch: CouchSource | None = None
+        self.source_info: Mapping[str, Any] = {}
+        """The CouchDB database's info as read at start-up."""
         self.source: Source
         self.decode: Decode
         if source.kind == "couchdb":
-            self.couch = CouchSource(source, retry=settings.retry, stop=stop)
+            self.couch = CouchSource(source, retry=settings.retry, stop=stop, events=events)
             self.source, self.decode = self.couch, decode_couch_item
         else:
             spec = _event_spec(source.events)
             stream = SseSource(
                 source.url, headers=source.headers, connect_timeout=source.connect_timeout,
                 read_timeout=source.effective_read_timeout, retry=settings.retry, stop=stop,
-                min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect,
+                min_reconnect=source.min_reconnect, max_reconnect=source.max_reconnect, events=events,
             )
             self.source = SseFeed(stream, seq_of=_event_seq)
             self.decode = sse_decoder(spec)
         self._handed_over = False
         """True once a run took the source and the sink (it closes them)."""
-        self.sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns),
-                              max_request_bytes=settings.batch.max_request_bytes)
+        sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns),
+                         events=events, max_request_bytes=settings.batch.max_request_bytes)
+        self.sink: PandaSink | DryRunSink = DryRunSink(sink) if dry_run else sink
 
     def close(self) -> None:
         """Close what is still open: a run closes the source and the sink itself, from the threads using them."""
@@ -131,11 +142,12 @@ class Bridge:
             except TransientError as exc:
                 raise ConfigError(f"cannot start: reading CouchDB database {settings.source.database!r} at "
                                   f"{scrub_url(settings.source.url)} failed: {exc}") from None
+            self.source_info = info
             logger.info("source: database %r, %s documents, update_seq %s",
                         settings.source.database, info.get("doc_count"), info.get("update_seq"))
             couch.check_filter()
         try:
-            _check_key_space(sink, settings)  # before the dataset may be created
+            check_key_space(sink, settings)  # before the dataset may be created
             sink.ensure_dataset(settings.mapping.columns, create=settings.panda.create_dataset,
                                 name=settings.panda.dataset_name or None)
         except TransientError as exc:
@@ -158,8 +170,8 @@ class Bridge:
 
     def _mark(self, expected: str | None) -> str | None:
         """Check or write the database marker; the same source then watches it while it follows."""
-        if self.couch is None:
-            return None
+        if self.couch is None or (self.dry_run and expected is None):
+            return None  # a dry run reads the marker it is given but never writes one
         return self.couch.ensure_marker(self.settings.fingerprint_hash(), expected)
 
     def resolve_since(self, since: str | Seq | None, saved: Checkpoint | None) -> Seq | None:
@@ -194,9 +206,17 @@ class Bridge:
                     "following" if follow else "until caught up")
         if on_start is not None:
             on_start()
+        if self.couch is not None:  # an estimate from start-up's info: no request of its own
+            self.events.behind(writes_since(self.source_info, start))
         self._handed_over = True
-        return run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
-                   stop=self.stop)
+        try:
+            stats = run(self.source, self.decode, delivery, self.settings.batch, since=start, follow=follow,
+                        stop=self.stop)
+        except BaseException as exc:
+            self.events.stopped(exc)
+            raise
+        self.events.stopped(None)
+        return stats
 
     def _record_complete(self) -> bool:
         """True when the record of sent rows covers the whole dataset (it was empty when the record began).
@@ -210,7 +230,7 @@ class Bridge:
     def delivery(self, deadletters: DeadLetterFile, *, delete_unknown: bool) -> Delivery:
         """The planning and delivery stage over this bridge's sink and state."""
         return Delivery(self.sink, self.store, deadletters, self.mapper, self.filter.accepts,
-                        delete_unknown=delete_unknown)
+                        delete_unknown=delete_unknown, events=self.events)
 
     def retry_dead_letters(self, letters: DeadLetterFile, entries: list[DeadLetter]) -> list[DeadLetter]:
         """Deliver the dead-lettered documents again as they are now in the source; returns what is still refused.
@@ -252,7 +272,7 @@ class Bridge:
         return f"event stream {scrub_url(source.url)}"
 
 
-def _check_key_space(sink: PandaSink, settings: Settings) -> None:
+def check_key_space(sink: PandaSink | DryRunSink, settings: Settings) -> None:
     """ConfigError naming every other dataset whose rows can be this dataset's (PANDA's shared Solr keys)."""
     clashes = key_clashes(settings.panda.dataset, sink.dataset_slugs(), settings.mapping.external_id_prefix)
     if clashes:

@@ -18,6 +18,7 @@ from bridge.core.commits import Ready
 from bridge.core.mapping import RowMapper
 from bridge.core.planning import Accepts, Plan, candidate_external_ids, plan_batch
 from bridge.model import Batch, Delete, Refusal, Sent, Seq, Upsert
+from bridge.ops.events import NO_EVENTS, Events
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetterFile
 
@@ -77,7 +78,10 @@ class Delivery:
         accepts: Accepts,
         *,
         delete_unknown: bool,
+        events: Events = NO_EVENTS,
     ) -> None:
+        self.events = events
+        """Told of every refusal and commit (the metrics)."""
         self._sink = sink
         self._store = store
         self._deadletters = deadletters
@@ -135,7 +139,10 @@ class Delivery:
         """Write refusals to the dead-letter file (durably); returns how many."""
         for refusal in refusals:
             logger.error("dead-lettered %r at seq %s: %s", refusal.doc_id, refusal.seq, refusal.reason)
-        return self._deadletters.append(refusals)
+        dead = self._deadletters.append(refusals)
+        if dead:
+            self.events.dead_lettered(dead)
+        return dead
 
     def record(self, ready: Ready[Planned], stats: RunStats) -> None:
         """Dead-letter what was refused, then commit the batch's records and position (dead-letter file, store)."""
@@ -151,11 +158,14 @@ class Delivery:
         dead = self.refuse(refusals)
         self._store.commit(records, ready.position)
         refused_upserts = sum(refusal.row is not None for refusal in ready.refused)
+        upserted = len(plan.upserts) - refused_upserts
+        deleted = len(plan.deletes) - (len(ready.refused) - refused_upserts)
         stats.batches += 1
         stats.received += batch.received
-        stats.upserted += len(plan.upserts) - refused_upserts
-        stats.deleted += len(plan.deletes) - (len(ready.refused) - refused_upserts)
+        stats.upserted += upserted
+        stats.deleted += deleted
         stats.unchanged += plan.unchanged
+        self.events.committed(batch.received, upserted, deleted, plan.unchanged)
         stats.dead_lettered += dead
         if ready.position is not None:
             stats.position = ready.position
@@ -163,6 +173,7 @@ class Delivery:
             logger.info(
                 "batch committed: %d changes, %d upserts, %d deletes, %d unchanged, %d dead-lettered; seq %s",
                 len(changes), len(plan.upserts), len(plan.deletes), plan.unchanged, dead, ready.position,
+                extra={"seq": str(ready.position) if ready.position is not None else None},
             )
 
     def close(self) -> None:

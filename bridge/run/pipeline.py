@@ -22,7 +22,7 @@ from bridge.config.settings import BatchSettings
 from bridge.core.batching import Batcher
 from bridge.core.sizing import BatchSizer
 from bridge.errors import BridgeError, StopRequested
-from bridge.model import Change, Seq
+from bridge.model import Change, Position, Seq
 from bridge.run.delivery import Delivery, RunStats
 from bridge.run.reader import END, Decode, Failed, Source, decoded, read
 from bridge.run.writes import Writes
@@ -83,6 +83,8 @@ def run(
                               name="bridge-reader", daemon=True)
     reader.start()
     writes = Writes(delivery, stats)
+    events = delivery.events
+    events.started([reader, writes.thread])
     caught_up = False
     last_stats = clock()
     failure: BaseException | None = None
@@ -101,6 +103,8 @@ def run(
                     break
                 if item is not None:
                     entries, refusals = decoded(item, decode)
+                    positions = sum(isinstance(raw, Position) for raw in item[-1:])  # only a chunk's last item
+                    events.read(len(item) - positions, len(entries) - positions)
                     if refusals:
                         stats.dead_lettered += delivery.refuse(refusals)
                     for entry in entries:
@@ -108,8 +112,9 @@ def run(
                             batcher.add(entry)
                         else:
                             batcher.advance(entry)
+                            events.position(entry.caught_up, entry.pending)
                             if entry.caught_up and not caught_up:
-                                logger.info("caught up at seq %s", entry.seq)
+                                logger.info("caught up at seq %s", entry.seq, extra={"seq": str(entry.seq)})
                             caught_up = entry.caught_up
                         if batcher.due(not handoff.empty()):  # inside the chunk: no batch outgrows its limits
                             _deliver(batcher, writes, sizer)

@@ -39,8 +39,8 @@ class _WriterThread:
         self._inbox: queue.SimpleQueue[tuple[int, Planned] | None] = queue.SimpleQueue()
         self.outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
         self._ending = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bridge-writer", daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._loop, name="bridge-writer", daemon=True)
+        self.thread.start()
 
     def _loop(self) -> None:
         try:
@@ -64,8 +64,8 @@ class _WriterThread:
         """Let the thread finish the write in hand (bounded wait) and end; a batch not yet started is dropped."""
         self._ending.set()
         self._inbox.put(_END)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        self.thread.join(timeout)
+        if self.thread.is_alive():
             logger.warning("a PANDA write is still in flight after %.0fs; it is left to finish on its own", timeout)
 
 
@@ -88,6 +88,11 @@ class Writes:
         """True when the committer had to wait for the sink since the last call (the sink is the bottleneck)."""
         waited, self._waited = self._waited, False
         return waited
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The writer thread (for health checks)."""
+        return self._writer.thread
 
     def deliver(self, batch: Batch) -> None:
         """Plan and note `batch`, hand it to the writer once the previous write returned, record what is released.

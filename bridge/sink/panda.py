@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from bridge.errors import (
     SinkUnavailable,
 )
 from bridge.model import Delete, Refusal, Upsert
+from bridge.ops.events import NO_EVENTS, PANDA, Events
 from bridge.retry import call_with_retry
 from bridge.sink.panda_rows import (
     REQUEST_LINE_LIMIT,
@@ -37,7 +39,7 @@ from bridge.sink.panda_rows import (
 )
 from bridge.sink.panda_status import classify, snippet
 
-__all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT"]
+__all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT", "LIST_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ T = TypeVar("T")
 
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
+
+LIST_LIMIT = 1000
+"""The most rows a listing page asks for: PANDA caps meta.limit there (contract 11)."""
 
 _LIST_PAGE = 100
 _MAX_LIST_PAGES = 10_000
@@ -66,6 +71,7 @@ class PandaSink:
         stop: threading.Event,
         session: requests.Session | None = None,
         width: int | None = None,
+        events: Events = NO_EVENTS,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         """The settings are validated already (PandaSettings). `width` is the cells per row of the
@@ -89,6 +95,7 @@ class PandaSink:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
+        self._events = events
         self.max_request_bytes = max_request_bytes
         self.max_id_length = longest_id(urlsplit(self._dataset_url).path)
         """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
@@ -105,6 +112,7 @@ class PandaSink:
         body: bytes | None = None,
     ) -> requests.Response:
         headers = self._headers if body is None else {**self._headers, "Content-Type": "application/json"}
+        began = time.perf_counter()
         try:
             response = self._session.request(
                 method,
@@ -116,12 +124,20 @@ class PandaSink:
                 allow_redirects=False,
             )
         except _NETWORK_ERRORS as exc:
+            self._events.request(PANDA, False, method, time.perf_counter() - began)
             raise SinkUnavailable(
                 "PANDA %s %s failed: %s" % (method, urlsplit(url).path, type(exc).__name__)
             ) from exc
         except requests.RequestException as exc:
+            self._events.request(PANDA, False, method, time.perf_counter() - began)
             raise ProtocolError("PANDA %s %s failed: %s" % (method, urlsplit(url).path, exc)) from exc
-        classify(response, data_endpoint=data_endpoint)
+        seconds = time.perf_counter() - began
+        try:
+            classify(response, data_endpoint=data_endpoint)
+        except SinkUnavailable:  # 5xx, 429, locked: PANDA is not accepting writes now
+            self._events.request(PANDA, False, method, seconds)
+            raise
+        self._events.request(PANDA, True, method, seconds)
         return response
 
     def _retrying(self, fn: Callable[[], T], what: str) -> T:
@@ -143,7 +159,7 @@ class PandaSink:
                         ) from exc
                 raise
 
-        return call_with_retry(attempt, policy=self.retry, stop=self._stop, what=what)
+        return call_with_retry(attempt, policy=self.retry, stop=self._stop, what=what, on_retry=self._events.retried)
 
     @staticmethod
     def _json(response: requests.Response) -> dict[str, Any]:
@@ -319,6 +335,56 @@ class PandaSink:
                     "PANDA answered 400 to a DELETE: %s" % exc.message[:300], status=400
                 ) from exc
         return rejections
+
+    # reading, for verification (contract 11)
+
+    def list_page(self, offset: int, limit: int = LIST_LIMIT) -> tuple[list[tuple[str, Any]], int]:
+        """One page of the dataset's rows, newest first, as (external_id, data) pairs, and the total count.
+
+        Built so the listing pitfalls of contract 11 cannot invent differences: `limit` is always sent (at
+        most 1000, where meta.limit is capped); `q=*:*` keeps Solr out of edismax's fallback that may mix in
+        other datasets' rows, and rows naming another dataset or no external_id are dropped anyway;
+        `sort=_docid_ desc` puts a row updated while the listing runs at the front, so rows not yet read
+        shift back (read twice, which a caller deduplicates) instead of forward (skipped). A row that is
+        still skipped (a delete meanwhile) is found again by `get_row` when the caller rechecks.
+        """
+        if not 0 < limit <= LIST_LIMIT or offset < 0:
+            raise ValueError("limit must be 1..%d and offset non-negative" % LIST_LIMIT)
+        params = {"limit": str(limit), "offset": str(offset), "q": "*:*", "sort": "_docid_ desc"}
+        url = self._dataset_url + "data/"
+        body = self._retrying(
+            lambda: self._json(self._once("GET", url, data_endpoint=True, params=params)), "PANDA GET data"
+        )
+        objects, meta = body.get("objects"), body.get("meta")
+        if not isinstance(objects, list) or not isinstance(meta, dict):
+            raise ProtocolError("PANDA listed rows without objects and meta")
+        total = meta.get("total_count")
+        own = "/dataset/%s/" % self.slug
+        rows = [
+            (obj["external_id"], obj.get("data"))
+            for obj in objects
+            if isinstance(obj, dict) and isinstance(obj.get("external_id"), str)
+            and str(obj.get("dataset") or own).endswith(own)
+        ]
+        return rows, total if isinstance(total, int) else 0
+
+    def get_row(self, external_id: str) -> Any | None:
+        """The `data` of one row read by id (the trustworthy read, contract 16.11), or None when PANDA has
+        no such row. An id PANDA cannot address (not URL-safe, or one its query parser may answer with another
+        row, contracts 1 and 17.4) raises ValueError: it cannot be read by id."""
+        problem = undeletable(external_id)
+        if problem is not None:
+            raise ValueError("external_id %r cannot be read by id: %s" % (external_id, problem))
+        url = "%sdata/%s/" % (self._dataset_url, quote(external_id, safe=""))
+
+        def attempt() -> Any | None:
+            try:
+                body = self._json(self._once("GET", url, data_endpoint=True))
+            except NotFoundError:
+                return None  # contract 11: an unknown row is a 404; the dataset was checked before
+            return body.get("data")
+
+        return self._retrying(attempt, "PANDA GET row")
 
     def close(self) -> None:
         """Close the session if this sink created it."""

@@ -32,12 +32,13 @@ from bridge.errors import (
     StopRequested,
 )
 from bridge.model import Position, Raw, Seq
+from bridge.ops.events import NO_EVENTS, SOURCE, Events
 from bridge.retry import call_with_retry
 from bridge.source.decode import decode_seq
 from bridge.source.sse import SseFeed, SseSource, abort
 from bridge.source.sse_parser import couchdb_event_seq, couchdb_eventsource_params
 
-__all__ = ["CouchSource", "Page", "RawRow", "classify"]
+__all__ = ["CouchSource", "Page", "RawRow", "classify", "writes_since"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ class CouchSource:
         retry: RetrySettings,
         stop: threading.Event,
         session: requests.Session | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         self._settings = settings
+        self._events = events
         self._retry = retry
         self._stop = stop
         self.server, auth = _split_credentials(settings.url, settings.username, settings.password)
@@ -105,11 +108,15 @@ class CouchSource:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One request with the source's timeouts; network failures become SourceUnavailable."""
         try:
-            return self._session.request(method, url, timeout=self._timeout, **kwargs)
+            response = self._session.request(method, url, timeout=self._timeout, **kwargs)
         except requests.Timeout:
+            self._events.request(SOURCE, False)
             raise SourceUnavailable(f"CouchDB at {self.server} timed out") from None
         except requests.RequestException as exc:
+            self._events.request(SOURCE, False)
             raise SourceUnavailable(f"CouchDB at {self.server} unreachable: {type(exc).__name__}") from None
+        self._events.request(SOURCE, response.status_code < 500 and response.status_code not in (412, 429))
+        return response
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         response = self._send(method, url, **kwargs)
@@ -123,7 +130,7 @@ class CouchSource:
     def info(self) -> Mapping[str, Any]:
         """The database's info document; raises NotFoundError, AuthError or SourceUnavailable."""
         info = call_with_retry(lambda: self._get_json(""), policy=self._retry, stop=self._stop,
-                               what="reading the database info")
+                               on_retry=self._events.retried, what="reading the database info")
         if not isinstance(info, Mapping):
             raise ProtocolError(f"{scrub_url(self.db_url)} did not answer with a database info object")
         return info
@@ -132,17 +139,32 @@ class CouchSource:
         """The position of the end of the feed right now (for `--since now`)."""
         body = call_with_retry(
             lambda: self._get_json("/_changes", params={"since": "now", "limit": "1"}),
-            policy=self._retry, stop=self._stop, what="reading the current seq",
+            policy=self._retry, stop=self._stop, on_retry=self._events.retried, what="reading the current seq",
         )
         seq = decode_seq(body.get("last_seq")) if isinstance(body, Mapping) else None
         if seq is None:
             raise ProtocolError("the server gave no last_seq for since=now")
         return seq
 
+    def pending_after(self, since: Seq | None) -> int | None:
+        """How many changes the database holds after `since` (before any filter of the bridge's own).
+
+        CouchDB says so itself (`pending`); where a server does not (PouchDB, CouchDB 1.x) and seqs are
+        integers, the difference with `update_seq` counts the writes since. None when neither is known.
+        """
+        params = {"since": since.as_param() if since is not None else "0", "limit": "1"}
+        body = call_with_retry(lambda: self._get_json("/_changes", params=params), policy=self._retry,
+                               stop=self._stop, on_retry=self._events.retried, what="reading the pending changes")
+        if isinstance(body, Mapping):
+            pending, results = body.get("pending"), body.get("results")
+            if isinstance(pending, int) and not isinstance(pending, bool) and isinstance(results, list):
+                return pending + len(results)
+        return writes_since(self.info(), since)
+
     def get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         """The current winning revision of a document, or None when it is deleted or missing."""
         return call_with_retry(lambda: self._get_doc(doc_id), policy=self._retry, stop=self._stop,
-                               what="reading a document")
+                               on_retry=self._events.retried, what="reading a document")
 
     def _get_doc(self, doc_id: str) -> Mapping[str, Any] | None:
         response = self._send("GET", f"{self.db_url}/{quote(doc_id, safe='')}")
@@ -151,6 +173,30 @@ class CouchSource:
         classify(response, self._settings.database)
         doc = _parse(response.content, "GET document")
         return doc if isinstance(doc, Mapping) else None
+
+    def get_docs(self, doc_ids: list[str]) -> dict[str, Mapping[str, Any] | None]:
+        """The current winning revision of each document (None: deleted or missing), in one request.
+
+        POST `_all_docs` with `keys`, so checking a thousand documents costs one round trip, not a thousand.
+        """
+        if not doc_ids:
+            return {}
+
+        def read() -> dict[str, Mapping[str, Any] | None]:
+            response = self._request("POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"},
+                                     json={"keys": doc_ids})
+            body = _parse(response.content, "POST _all_docs")
+            rows = body.get("rows") if isinstance(body, Mapping) else None
+            if not isinstance(rows, list):
+                raise ProtocolError("POST _all_docs answered without rows")
+            found: dict[str, Mapping[str, Any] | None] = dict.fromkeys(doc_ids)
+            for row in rows:
+                doc = row.get("doc") if isinstance(row, Mapping) else None
+                if isinstance(doc, Mapping) and isinstance(row.get("key"), str):
+                    found[row["key"]] = doc
+            return found
+
+        return call_with_retry(read, policy=self._retry, stop=self._stop, what="reading documents")
 
     # -- database identity ---------------------------------------------------------------------------------
 
@@ -222,7 +268,7 @@ class CouchSource:
             limit = sizer.limit
             page = call_with_retry(
                 functools.partial(self._page, position, longpoll, limit),
-                policy=self._retry, stop=self._stop, what="reading the changes feed",
+                policy=self._retry, stop=self._stop, on_retry=self._events.retried, what="reading the changes feed",
             )
             size = page.nbytes // max(1, len(page.rows))
             sizer.read(len(page.rows), page.nbytes)
@@ -235,11 +281,12 @@ class CouchSource:
             else:
                 caught_up = len(page.rows) < limit
             if position is not None:
-                yield Position(position, caught_up=caught_up)
+                yield Position(position, caught_up=caught_up, pending=page.pending)
             if caught_up and not follow:
                 return
             if longpoll and time.monotonic() - self._marker_checked > 30 and not call_with_retry(
-                self.marker_intact, policy=self._retry, stop=self._stop, what="checking the database marker"
+                self.marker_intact, policy=self._retry, stop=self._stop, on_retry=self._events.retried,
+                what="checking the database marker",
             ):
                 raise NotFoundError(
                     f"database {self._settings.database!r} was deleted or recreated while the bridge followed it "
@@ -255,6 +302,7 @@ class CouchSource:
             f"{self.db_url}/_changes", params=params, connect_timeout=settings.connect_timeout,
             read_timeout=settings.effective_read_timeout, retry=self._retry, stop=self._stop,
             min_reconnect=settings.min_reconnect, max_reconnect=settings.max_reconnect, session=self._session,
+            events=self._events,
         )
         yield from SseFeed(stream, seq_of=couchdb_event_seq).changes(since, follow=True)
 
@@ -275,7 +323,8 @@ class CouchSource:
             classify(response, self._settings.database)
             return _parse(response.content, "GET design document")
 
-        design = call_with_retry(read, policy=self._retry, stop=self._stop, what="reading the filter's design document")
+        design = call_with_retry(read, policy=self._retry, stop=self._stop, on_retry=self._events.retried,
+                                 what="reading the filter's design document")
         filters = design.get("filters") if isinstance(design, Mapping) else None
         if not isinstance(filters, Mapping) or not isinstance(filters.get(name), str):
             raise self._missing_filter(f"_design/{ddoc} has no filters.{name}")
@@ -331,6 +380,7 @@ class CouchSource:
         try:
             body = b"".join(response.iter_content(_READ_CHUNK))
         except requests.RequestException as exc:
+            self._events.request(SOURCE, False)
             raise FeedInterrupted(f"the changes feed broke off: {type(exc).__name__}", seq=since) from None
         finally:
             self._response = None
@@ -345,6 +395,16 @@ class CouchSource:
             pending=pending if isinstance(pending, int) and not isinstance(pending, bool) else None,
             nbytes=len(body),
         )
+
+
+def writes_since(info: Mapping[str, Any], since: Seq | None) -> int | None:
+    """Writes to the database after `since`, from its info's `update_seq`, where seqs are integers
+    (PouchDB, CouchDB 1.x); None for CouchDB 2+'s opaque seqs, whose pages say `pending` themselves."""
+    update = decode_seq(info.get("update_seq"))
+    start = 0 if since is None else since.value
+    if update is not None and isinstance(update.value, int) and isinstance(start, int):
+        return max(0, update.value - start)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

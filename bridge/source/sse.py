@@ -31,6 +31,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.model import Position, Raw, Seq
+from bridge.ops.events import NO_EVENTS, SOURCE, Events
 from bridge.retry import delays
 from bridge.source.sse_parser import SseEvent, SseParser
 
@@ -127,6 +128,7 @@ class SseSource:
         max_reconnect: float = 60.0,
         stop: threading.Event,
         session: requests.Session | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ConfigError("SSE timeouts must be positive")
@@ -144,6 +146,7 @@ class SseSource:
         self._max_reconnect = max_reconnect
         self._stop = stop
         self._session = session
+        self._events = events
         self._last_event_id = ""
         self._server_retry: int | None = None
         self._retry_after: float | None = None
@@ -199,6 +202,7 @@ class SseSource:
                     delay = self._clamp(max(next(schedule), floor, self._retry_after or 0.0))
                     self._retry_after = None
                     self._log_reconnect(logging.WARNING, type(exc).__name__, str(exc), delay, failures)
+                    self._events.retried("reading the event stream", type(exc).__name__)
                 else:
                     if self._stop.is_set():
                         return
@@ -252,9 +256,12 @@ class SseSource:
                 self._url, params=self._params, headers=headers, timeout=self._timeout, stream=True
             )
         except requests.Timeout as exc:
+            self._events.request(SOURCE, False)
             raise SourceUnavailable(f"timed out connecting to {self._where}") from exc
         except _NETWORK_ERRORS as exc:
+            self._events.request(SOURCE, False)
             raise SourceUnavailable(f"cannot reach {self._where}: {type(exc).__name__}") from exc
+        self._events.request(SOURCE, response.status_code < 500 and response.status_code != 429)
         try:
             body = ""
             if response.status_code != 200:

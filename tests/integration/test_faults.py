@@ -3,6 +3,9 @@
 Every test runs the real `bridge` process over HTTP: PouchDB Server (behind tests/support/fault_proxy.py
 where a fault needs it), the PANDA emulator with its fault switches. Each ends with the dataset equal to
 the database. Retry delays are small (FAST) so faults clear quickly.
+
+Every test runs twice, logging text and JSON, with a CouchDB password (the proxy requires it) and the
+PANDA API key configured: every log line of every run is scanned for both (tests/support/secrets.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
 from tests.support.couchdb_server import CouchServer
 from tests.support.fault_proxy import FaultProxy
 from tests.support.pipeline import Pipeline, make_docs, wait_until
+from tests.support.secrets import SecretScan
 from tests.support.watch import Watched
 
 FAST: dict[str, dict[str, Any]] = {
@@ -29,6 +33,21 @@ FAST: dict[str, dict[str, Any]] = {
     "retry": {"initial_delay": 0.05, "max_delay": 0.5},
 }
 DB = "faults"
+USER, PASSWORD = "bridge", "Zq9-couch-pw/with:odd&chars"
+SCAN = SecretScan({"CouchDB password": PASSWORD, "PANDA API key": DEFAULT_API_KEY}, user=USER)
+
+
+@pytest.fixture(params=["text", "json"])
+def log_format(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def faulty_pipeline(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path, log_format: str) -> Pipeline:
+    """A pipeline reading CouchDB through `proxy` as USER, its every log scanned for the secrets."""
+    extra = copy.deepcopy(FAST)
+    extra["source"]["username"] = USER
+    return Pipeline(source_url=proxy.url, database=DB, panda=panda, dir=tmp_path / "bridge", extra=extra,
+                    environment={"COUCHDB_PASSWORD": PASSWORD}, log_format=log_format, scan=SCAN)
 
 
 @pytest.fixture
@@ -41,15 +60,14 @@ def couch() -> Iterator[CouchServer]:
 
 @pytest.fixture
 def proxy(couch: CouchServer) -> Iterator[FaultProxy]:
-    with FaultProxy(couch.url) as fault_proxy:
+    with FaultProxy(couch.url, credentials=(USER, PASSWORD)) as fault_proxy:
         yield fault_proxy
 
 
 @pytest.fixture
-def bridge(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path) -> Pipeline:
+def bridge(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path, log_format: str) -> Pipeline:
     """A pipeline reading CouchDB through the fault proxy."""
-    return Pipeline(source_url=proxy.url, database=DB, panda=panda, dir=tmp_path / "bridge",
-                    extra=copy.deepcopy(FAST))
+    return faulty_pipeline(proxy, panda, tmp_path, log_format)
 
 
 def churn(server: CouchServer, start: int, count: int = 10) -> None:
@@ -70,9 +88,7 @@ def converge(pipeline: Pipeline, server: CouchServer, watched: Watched, what: st
 
 
 def run_cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    pipeline.write_config() if not pipeline.config.exists() else None
-    return subprocess.run(pipeline.command(*args), env=pipeline.env(), capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    return pipeline.cli(*args)
 
 
 def checkpoint(pipeline: Pipeline) -> dict[str, Any]:
@@ -104,7 +120,7 @@ def test_panda_faults_are_retried_until_they_clear(fault, bridge, couch, panda):
     arm, cause = PANDA_FAULTS[fault]
     bridge.extra["panda"] = {"timeout": 1.0}
     couch.bulk_docs(DB, make_docs(30))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
 
     arm(panda)
@@ -120,13 +136,13 @@ def test_panda_faults_are_retried_until_they_clear(fault, bridge, couch, panda):
 # -- CouchDB faults ------------------------------------------------------------------------------------
 
 
-def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path):
+def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path, log_format):
     server = persistent_couch
     server.create_db(DB)
-    pipeline = Pipeline(source_url=server.url, database=DB, panda=panda, dir=tmp_path / "bridge",
-                        extra=copy.deepcopy(FAST))
+    proxy = FaultProxy(server.url, credentials=(USER, PASSWORD)).start()  # forwards to the same port throughout
+    pipeline = faulty_pipeline(proxy, panda, tmp_path, log_format)
     server.bulk_docs(DB, make_docs(40))
-    watched = Watched(pipeline.start())
+    watched = pipeline.watch()
     converge(pipeline, server, watched, "the backfill arrived")
 
     server.stop()
@@ -137,6 +153,7 @@ def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path):
     assert "SourceUnavailable" in watched.log
     assert watched.stop() == 0, watched.log
     assert mirrored(pipeline, server)
+    proxy.stop()
 
 
 def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy):
@@ -152,7 +169,7 @@ def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy)
     assert "timed out" in result.stderr and "FeedInterrupted" in result.stderr
 
     # Following: the longpoll after the next change stalls (headers, then no row and no heartbeat).
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     watched.wait_for("caught up")
     proxy.clear_seen()
     proxy.stall(path="/_changes", after_bytes=0)
@@ -268,7 +285,7 @@ def test_panda_unknown_user_stops_at_start(bridge, couch, panda):
 
 def test_panda_refusing_the_credentials_mid_run_stops_at_once(bridge, couch, panda):
     couch.bulk_docs(DB, make_docs(10))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
     panda.add_user(DEFAULT_EMAIL, DEFAULT_API_KEY, active=False)  # the user is deactivated
     churn(couch, start=300)
@@ -288,7 +305,7 @@ def test_panda_refusing_the_credentials_mid_run_stops_at_once(bridge, couch, pan
 
 def test_sigterm_mid_retry_exits_0_without_passing_unacknowledged_rows(bridge, couch, panda):
     couch.bulk_docs(DB, make_docs(20))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
     wait_until(lambda: checkpoint(bridge)["seq"] == couch.db_info(DB)["update_seq"], "the backfill was committed")
     before = checkpoint(bridge)
@@ -311,7 +328,7 @@ def test_sigterm_mid_retry_exits_0_without_passing_unacknowledged_rows(bridge, c
 def test_a_second_sigint_exits_at_once(bridge, couch, panda):
     bridge.extra["panda"] = {"timeout": 120.0}
     couch.bulk_docs(DB, make_docs(10))
-    watched = Watched(bridge.start())
+    watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
 
     panda.clear_requests()

@@ -5,11 +5,14 @@ re-framed as chunked so a fault can end a body without its terminator, as CouchD
 act on the next `count` requests whose path contains `path` (any path when None) and whose query holds
 `query`, in the order armed: answer a status, stall (headers, some bytes, then silence), cut a body after
 N bytes, inject bytes into a `_changes` body, refuse (reset at once). Every request is recorded on arrival.
-stop() ends everything, stalled answers included.
+stop() ends everything, stalled answers included. With `credentials`, it plays a CouchDB that requires them:
+a request without that Basic authorization is answered 401, and the header is removed before forwarding (so
+a test can give the bridge a real password while the upstream PouchDB Server runs without users).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import struct
@@ -73,8 +76,10 @@ class _Switch:
 class FaultProxy:
     """Forwards http://127.0.0.1:<port>/... to `upstream` (a base URL such as http://127.0.0.1:5984/)."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, credentials: tuple[str, str] | None = None) -> None:
         parts = urlsplit(upstream)
+        self.authorization = ("Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+                              if credentials else None)
         if parts.hostname is None or parts.port is None:
             raise ValueError("upstream must be http://host:port/, got %r" % upstream)
         self.upstream = (parts.hostname, parts.port)
@@ -235,7 +240,12 @@ class _Handler(TrackedHandler):
         self._proxy._record(seen)
         self._seen = seen
         try:
-            if switch is not None and switch.kind == "refuse":
+            wanted = self._proxy.authorization
+            if wanted is not None and self.headers.get("Authorization") != wanted:
+                self._send_head(401, [("Content-Type", "application/json")])
+                self._send_chunk(b'{"error":"unauthorized","reason":"Name or password is incorrect."}')
+                self._end()
+            elif switch is not None and switch.kind == "refuse":
                 self._reset()
             elif switch is not None and switch.kind == "respond":
                 self._send_head(switch.status, [("Content-Type", "application/json")])
@@ -256,7 +266,7 @@ class _Handler(TrackedHandler):
         host, port = self._proxy.upstream
         upstream = http.client.HTTPConnection(host, port, timeout=_UPSTREAM_TIMEOUT)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"authorization"}}
             headers["Host"] = "%s:%d" % (host, port)
             try:
                 upstream.request(self.command, self.path, body=body or None, headers=headers)

@@ -15,6 +15,8 @@ from typing import Any
 
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
 from tests.support.oracle import expected_rows
+from tests.support.secrets import SecretScan
+from tests.support.watch import Watched
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["first_name", "last_name", "employer"]
@@ -33,6 +35,12 @@ class Pipeline:
     columns: list[str] = field(default_factory=lambda: list(COLUMNS))
     fields: dict[str, str] = field(default_factory=lambda: dict(FIELDS))
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    """Extra environment variables of the bridge's runs (e.g. COUCHDB_PASSWORD)."""
+    log_format: str = ""
+    """Passed as --log-format when set."""
+    scan: SecretScan | None = None
+    """When set, the log of every run made through once(), cli() and watch() is checked for these secrets."""
 
     @property
     def config(self) -> Path:
@@ -70,16 +78,29 @@ class Pipeline:
         return self.config
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ, PANDA_API_KEY=DEFAULT_API_KEY, PYTHONPATH=str(ROOT))
+        return {**os.environ, "PANDA_API_KEY": DEFAULT_API_KEY, "PYTHONPATH": str(ROOT), **self.environment}
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bridge", *args, "--config", str(self.config)]
+        formats = ["--log-format", self.log_format] if self.log_format else []
+        return [sys.executable, "-m", "bridge", *args, "--config", str(self.config), *formats]
 
     def once(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run `bridge once` to completion."""
+        return self.cli("once", *args, timeout=timeout)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run any `bridge` command to completion (its log scanned for secrets when `scan` is set)."""
         self.write_config() if not self.config.exists() else None
-        return subprocess.run(self.command("once", *args), env=self.env(), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(self.command(*args), env=self.env(), capture_output=True, text=True,
+                                timeout=timeout, stdin=subprocess.DEVNULL)
+        if self.scan is not None:
+            self.scan.check(result.stderr, f"bridge {' '.join(args)} (stderr)")
+            self.scan.check(result.stdout, f"bridge {' '.join(args)} (stdout)")
+        return result
+
+    def watch(self, *args: str, command: str = "run") -> Watched:
+        """start(), with the log read as it comes and, when `scan` is set, checked once the process ends."""
+        return Watched(self.start(*args, command=command), scan=self.scan)
 
     def start(self, *args: str, command: str = "run") -> subprocess.Popen[str]:
         """Start `bridge run` in the background; stderr is kept for assertions."""

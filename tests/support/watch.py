@@ -6,6 +6,10 @@ import signal as signals
 import subprocess
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.secrets import SecretScan
 
 __all__ = ["Watched"]
 
@@ -13,8 +17,9 @@ __all__ = ["Watched"]
 class Watched:
     """Reads the process's stderr in a thread; every wait is bounded and fails with the log so far."""
 
-    def __init__(self, process: subprocess.Popen[str]) -> None:
+    def __init__(self, process: subprocess.Popen[str], scan: SecretScan | None = None) -> None:
         self.process = process
+        self._scan = scan
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name="bridge-log", daemon=True)
@@ -55,7 +60,12 @@ class Watched:
             self.kill()
             raise AssertionError(f"bridge still running after {timeout}s:\n{self.log[-3000:]}") from None
         self._reader.join(timeout=5)
+        self._check_secrets()
         return code
+
+    def _check_secrets(self) -> None:
+        if self._scan is not None:
+            self._scan.check(self.log, f"bridge pid {self.process.pid}")
 
     def signal(self, sig: int = signals.SIGTERM) -> None:
         if self.process.poll() is None:

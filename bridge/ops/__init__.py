@@ -1,0 +1,1 @@
+"""Operating the bridge: events, metrics, the HTTP endpoint, progress, status, checks and log formats."""
