@@ -186,15 +186,15 @@ def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy)
 
 @pytest.mark.parametrize("clean_end", [False, True], ids=["cut-mid-line", "ended-without-closing-line"])
 def test_a_feed_cut_off_is_read_again_from_the_same_seq(clean_end, bridge, couch, proxy):
-    bridge.extra["source"]["page_size"] = 20
+    bridge.extra["source"]["page_size"] = 16  # core/paging.py: a first page asks 16 rows at most
     couch.bulk_docs(DB, make_docs(60))
-    proxy.cut(333, query={"since": "20"}, clean_end=clean_end)  # the second page, mid-row
-    proxy.cut(20, query={"since": "40"}, clean_end=clean_end)
+    proxy.cut(333, query={"since": "16"}, clean_end=clean_end)  # the second page, mid-row
+    proxy.cut(20, query={"since": "32"}, clean_end=clean_end)
     result = bridge.once()
     assert result.returncode == 0, result.stderr
     assert mirrored(bridge, couch)
     sinces = [query["since"] for query in changes_requests(proxy)]
-    assert sinces[:5] == ["0", "20", "20", "40", "40"]
+    assert sinces[:5] == ["0", "16", "16", "32", "32"]
     assert "FeedInterrupted" in result.stderr
     assert not bridge.deadletter.exists() or bridge.deadletter.read_text() == ""
 
