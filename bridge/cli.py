@@ -207,9 +207,12 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
     with contextlib.ExitStack() as held:
         if not dry_run:
             held.enter_context(InstanceLock(Path(settings.checkpoint.path), "bridge run" if follow else "bridge once"))
-        events = held.enter_context(observed(settings, listen=settings.http.listen, bar=progress))
+        periodic = PeriodicVerify(settings, stop) if follow and not dry_run else None
+        numbers = periodic.latest if periodic is not None and periodic.interval > 0 else None
+        events = held.enter_context(observed(settings, listen=settings.http.listen, bar=progress, verify=numbers))
         bridge = Bridge(settings, stop, events=events, dry_run=dry_run)
-        periodic = PeriodicVerify(settings, stop).start() if follow and not dry_run else None
+        if periodic is not None:
+            periodic.start()
         try:
             stats: RunStats = bridge.run(since, follow=follow, on_start=lambda: stopping.graceful(stop))
         finally:

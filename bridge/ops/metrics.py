@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bridge.ops.events import PANDA, SOURCE, Events
 from bridge.ops.tracker import Tracker
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "VerifyNumbers"]
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class Metrics(Events):
-    """Every series of one pipeline; `render()` gives the text exposition format."""
+class VerifyNumbers(Protocol):
+    """The last periodic verify's outcome, read at scrape time (verify.report.LatestVerify is one)."""
 
-    def __init__(self, pipeline: str, tracker: Tracker) -> None:
+    def differences(self) -> dict[str, int]: ...
+    def timestamp(self) -> float | None: ...
+
+
+class Metrics(Events):
+    """Every series of one pipeline; `render()` gives the text exposition format.
+
+    With `verify` (a periodic verify runs in this process) it also exports `bridge_verify_differences{kind}`
+    and `bridge_verify_last_timestamp_seconds` (0 before the first verify finished).
+    """
+
+    def __init__(self, pipeline: str, tracker: Tracker, verify: VerifyNumbers | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._tracker = tracker
         labels = {"pipeline": pipeline}
@@ -58,6 +70,18 @@ class Metrics(Events):
         up = gauge("bridge_up", "1 when the last request to that end got an answer.", ("end",))
         for end in (SOURCE, PANDA):
             up.labels(pipeline=pipeline, end=end).set_function(functools.partial(_is_up, tracker, end))
+        if verify is not None:
+            self._verify_series(pipeline, verify)
+
+    def _verify_series(self, pipeline: str, verify: VerifyNumbers) -> None:
+        differences = Gauge("bridge_verify_differences", "Differences the last periodic verify found, per kind.",
+                            ["pipeline", "kind"], registry=self.registry)
+        for kind in verify.differences():
+            differences.labels(pipeline=pipeline, kind=kind).set_function(
+                functools.partial(_differences, verify, kind))
+        Gauge("bridge_verify_last_timestamp_seconds", "Unix time the last periodic verify finished (0 before one).",
+              ["pipeline"], registry=self.registry).labels(pipeline=pipeline).set_function(
+            functools.partial(_verified_at, verify))
 
     def read(self, rows: int, changes: int) -> None:
         self._changes.inc(rows)
@@ -84,6 +108,14 @@ class Metrics(Events):
 
 def _is_up(tracker: Tracker, end: str) -> float:
     return 1.0 if tracker.up[end] else 0.0
+
+
+def _differences(verify: VerifyNumbers, kind: str) -> float:
+    return float(verify.differences().get(kind, 0))
+
+
+def _verified_at(verify: VerifyNumbers) -> float:
+    return verify.timestamp() or 0.0
 
 
 def _pending(tracker: Tracker) -> float:

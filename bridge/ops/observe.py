@@ -17,13 +17,18 @@ from bridge.ops.tracker import Tracker
 
 if TYPE_CHECKING:
     from bridge.ops.http import OpsServer
+    from bridge.ops.metrics import VerifyNumbers
 
 __all__ = ["observed"]
 
 
 @contextlib.contextmanager
-def observed(settings: Settings, *, listen: str, bar: bool, stream: TextIO | None = None) -> Iterator[Events]:
-    """Serve the endpoint on `listen` (empty: none) and report progress (a bar only if `bar` and a terminal)."""
+def observed(settings: Settings, *, listen: str, bar: bool, stream: TextIO | None = None,
+             verify: VerifyNumbers | None = None) -> Iterator[Events]:
+    """Serve the endpoint on `listen` (empty: none) and report progress (a bar only if `bar` and a terminal).
+
+    `verify`: the periodic verify's latest numbers, exported with the metrics when the endpoint is on.
+    """
     tracker = Tracker()
     observers: list[Events] = [tracker]
     server: OpsServer | None = None
@@ -32,7 +37,7 @@ def observed(settings: Settings, *, listen: str, bar: bool, stream: TextIO | Non
         from bridge.ops.http import OpsServer
         from bridge.ops.metrics import Metrics
 
-        metrics = Metrics(settings.panda.dataset, tracker)
+        metrics = Metrics(settings.panda.dataset, tracker, verify)
         observers.append(metrics)
         server = OpsServer(listen, tracker, metrics).start()
     progress = Progress(tracker, stream or sys.stderr, bar=bar).start()

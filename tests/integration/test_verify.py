@@ -1,7 +1,7 @@
 """Issue 15, end to end: `bridge verify`, `bridge repair` and `bridge checkpoint rebuild` as real processes.
 
 The 3,000-document scenario and the rebuild run on PouchDB Server and on a real CouchDB 3.4.3 started from
-../shared/couchdb (tests/support/couchdb3.py). On CouchDB, three documents are purged: `_purge` leaves no trace
+../shared/couchdb (tests/support/real_couchdb.py). On CouchDB, three documents are purged: `_purge` leaves no trace
 in the feed. PouchDB Server has no `_purge`, so there the same three documents are deleted instead (a tombstone
 the bridge has not read yet), and the counts agree.
 PANDA is edited behind the bridge's back through its HTTP API, as a person or another tool would.
@@ -21,9 +21,10 @@ import requests
 
 from bridge.core import external_id as ids
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
-from tests.support.couchdb3 import RealCouch
-from tests.support.couchdb_server import CouchServer
+from tests.support.couchdb_server import CouchServer, free_port
+from tests.support.ops import scrape, value
 from tests.support.pipeline import Pipeline, deleted_ids, make_docs, stop, wait_until, written_ids
+from tests.support.real_couchdb import RealCouchDB
 from tests.support.watch import Watched
 
 KEEP_FILTER = {"_id": "_design/app", "filters": {"keep": "function(doc, req) { return doc.keep !== false; }"}}
@@ -32,9 +33,9 @@ KEEP_FILTER = {"_id": "_design/app", "filters": {"keep": "function(doc, req) { r
 class Source:
     """One database on either server, with what the scenario needs from it."""
 
-    def __init__(self, kind: str, server: CouchServer | RealCouch) -> None:
+    def __init__(self, kind: str, server: CouchServer) -> None:
         self.kind, self.server = kind, server
-        self.db = "t_" + uuid.uuid4().hex
+        self.db = server.db_prefix + uuid.uuid4().hex
         server.create_db(self.db)
 
     @property
@@ -51,7 +52,7 @@ class Source:
 
     def forget(self, docs: list[dict[str, Any]]) -> None:
         """Make documents vanish: purged on CouchDB (no trace in the feed), deleted on PouchDB Server."""
-        if isinstance(self.server, RealCouch):
+        if isinstance(self.server, RealCouchDB):
             self.server.purge(self.db, docs)
         else:
             self.save([{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs])
@@ -60,20 +61,13 @@ class Source:
         return self.server.live_docs(self.db)
 
 
-@pytest.fixture(scope="module")
-def real_couch() -> Iterator[RealCouch]:
-    server = RealCouch().start()
+@pytest.fixture
+def source(server_kind: str, couch_server: CouchServer) -> Iterator[Source]:
+    made = Source(server_kind, couch_server)
     try:
-        yield server
+        yield made
     finally:
-        server.close()
-
-
-@pytest.fixture(params=["pouchdb", "couchdb"])
-def source(request: pytest.FixtureRequest, couch_server: CouchServer) -> Source:
-    if request.param == "couchdb":
-        return Source("couchdb", request.getfixturevalue("real_couch"))
-    return Source("pouchdb", couch_server)
+        couch_server.delete_db(made.db)
 
 
 def make_pipeline(source: Source, panda: PandaEmulator, tmp_path: Any, extra: dict[str, Any] | None = None) -> Pipeline:
@@ -297,3 +291,31 @@ def test_periodic_verify_repairs_inside_bridge_run(couch_db, pipeline: Pipeline,
         code, err = stop(process)
     assert code == 0, err
     assert "periodic verify: NOT in sync" in err and "repair: 2 upserted" in err
+
+
+def test_periodic_verify_numbers_are_exported_on_metrics(couch_db, pipeline: Pipeline, panda: PandaEmulator) -> None:
+    couch_db.server.bulk_docs(couch_db.name, make_docs(20))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    pipeline.extra = {"verify": {"every": "1s", "settle": 0.2}, "http": {"listen": f"127.0.0.1:{port}"}}
+    pipeline.write_config()
+    process = pipeline.start()
+    try:
+        wait_until(lambda: len(pipeline.rows()) == 20, "the rows are mirrored", process=process)
+        before = scrape(base)
+        assert value(before, "bridge_verify_differences", pipeline=pipeline.dataset, kind="missing") == 0
+        panda_api(panda, "DELETE", f"dataset/{pipeline.dataset}/data/doc-00003/")
+
+        def missing_one() -> bool:
+            found = scrape(base)
+            return (value(found, "bridge_verify_differences", pipeline=pipeline.dataset, kind="missing") == 1
+                    and value(found, "bridge_verify_last_timestamp_seconds", pipeline=pipeline.dataset) > 0)
+
+        wait_until(missing_one, "/metrics showed the missing row the periodic verify found", timeout=60,
+                   process=process)
+        found = scrape(base)
+        for kind in ("stale", "extra_owned", "extra_unowned"):
+            assert value(found, "bridge_verify_differences", pipeline=pipeline.dataset, kind=kind) == 0
+    finally:
+        code, err = stop(process)
+    assert code == 0, err
