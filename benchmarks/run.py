@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))  # tests.support.couchdb_server
 
 import bridge_proc  # noqa: E402
 import people  # noqa: E402
+import phases  # noqa: E402
 from latency import follow_latency  # noqa: E402
 from measure import Run, run_measured  # noqa: E402
 from servers import EmulatorProcess, wait_idle  # noqa: E402
@@ -39,7 +40,7 @@ from tests.support.real_couchdb import LaunchedCouchDB, couchdb_unavailable_reas
 
 CLIENTS = str(Path(__file__).resolve().parent / "clients.py")
 SLOW_WRITE = 0.020
-PHASES = ("throughput", "slow", "deletes", "follow", "memory")
+PHASES = ("throughput", "slow", "deletes", "follow", "memory", "big", "adaptive", "followslow", "shapes")
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +58,18 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=20.0,
                         help="length of the follow-mode write stream, 0 to skip (%(default)s)")
     parser.add_argument("--rate", type=float, default=100.0, help="writes per second in follow mode (%(default)s)")
+    parser.add_argument("--shape", default=",".join(people.SHAPES),
+                        help="document shapes for the backfill runs, comma-separated (%(default)s)")
+    parser.add_argument("--big-docs", type=int, default=2000, help="512 KB documents in the big run (%(default)s)")
+    parser.add_argument("--big-small", type=int, default=10_000,
+                        help="small documents around the 7 MB one (%(default)s)")
+    parser.add_argument("--adaptive-docs", type=int, default=20_000,
+                        help="documents in the slow-PANDA adaptive-batch runs (%(default)s)")
+    parser.add_argument("--adaptive-repeat", type=int, default=2, help="rounds of those runs (%(default)s)")
+    parser.add_argument("--follow-rates", default="100,1000",
+                        help="writes/s of the follow runs with a 20 ms PANDA (%(default)s)")
+    parser.add_argument("--follow-backlog", type=int, default=20_000,
+                        help="documents backfilled before those follow runs (%(default)s)")
     parser.add_argument("--phases", default=",".join(PHASES),
                         help="comma-separated subset of %(default)s to run")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json",
@@ -67,6 +80,10 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error("unknown phases: %s" % ", ".join(unknown))
     args.sizes = [int(size) for size in args.memory_sizes.split(",") if size.strip()]
+    args.shapes = [shape for shape in args.shape.split(",") if shape]
+    if sorted(set(args.shapes) - set(people.SHAPES)):
+        parser.error("unknown shapes: %s" % ", ".join(sorted(set(args.shapes) - set(people.SHAPES))))
+    args.follow_rates = [float(rate) for rate in args.follow_rates.split(",") if rate.strip()]
     if args.quick:
         args.sizes = [size for size in args.sizes if size <= 100_000]
     if args.source == "couchdb" and couchdb_unavailable_reason() is not None:
@@ -154,11 +171,12 @@ class Bench:
         self.measure(name, [sys.executable, CLIENTS, "sink", "--panda", self.emulator.url, "--rows", str(rows_file)],
                      rows, check=self.rows_check(live), latency_s=latency)
 
-    def bridge(self, name: str, db: str, rows: int, live: int, latency: float = 0.0) -> None:
+    def bridge(self, name: str, db: str, rows: int, live: int, latency: float = 0.0,
+               extra: dict[str, dict[str, Any]] | None = None) -> Run:
         self.emulator.reset(latency)
-        config = bridge_proc.write_config(self.fresh_dir("bridge"), self.couch.url, db, self.emulator.url)
-        self.measure(name, bridge_proc.command(config), rows, env=bridge_proc.env(), check=self.rows_check(live),
-                     latency_s=latency)
+        config = bridge_proc.write_config(self.fresh_dir("bridge"), self.couch.url, db, self.emulator.url, extra)
+        return self.measure(name, bridge_proc.command(config), rows, env=bridge_proc.env(),
+                            check=self.rows_check(live), latency_s=latency, **({"settings": extra} if extra else {}))
 
     def raw_deletes(self, name: str, rows_file: Path, count: int, latency: float) -> None:
         self.emulator.reset()
@@ -400,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, Any] = {}
     latency: dict[str, Any] | None = None
     loads: dict[str, float] = {}
+    big: dict[str, Any] = {}
+    follow: dict[str, Any] = {}
     try:
         print("loading %d documents..." % args.docs, flush=True)
         loads[str(args.docs)], _revs = people.load(couch, "people", args.docs)
@@ -417,6 +437,14 @@ def main(argv: list[str] | None = None) -> int:
             bench.settle()
             latency = follow_latency(couch, emulator, bench.fresh_dir("follow"), rate=args.rate,
                                      seconds=args.latency_seconds)
+        if "shapes" in args.phases:
+            phases.shapes(bench, args)
+        if "adaptive" in args.phases:
+            phases.adaptive(bench, args)
+        if args.latency_seconds > 0 and "followslow" in args.phases:
+            follow = phases.follow_slow(bench, args)
+        if "big" in args.phases:
+            big = phases.big_documents(bench, args)
         for name in list(bench.results):
             bench.results[name]["summary"] = _summary(bench.results[name])
         if "memory" in args.phases:
@@ -431,18 +459,30 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"docs": args.docs, "repeat": args.repeat, "delete_repeat": args.delete_repeat,
                      "deletes": args.deletes,
                      "memory_sizes": args.sizes, "latency_seconds": args.latency_seconds, "rate": args.rate,
-                     "slow_write_s": SLOW_WRITE, "phases": args.phases},
+                     "slow_write_s": SLOW_WRITE, "phases": args.phases, "shapes": args.shapes,
+                     "big_docs": args.big_docs, "big_small": args.big_small, "adaptive_docs": args.adaptive_docs,
+                     "adaptive_repeat": args.adaptive_repeat, "follow_rates": args.follow_rates,
+                     "follow_backlog": args.follow_backlog},
         "load_s": {size: round(seconds, 1) for size, seconds in loads.items()},
         "results": bench.results,
         "memory": memory,
         "follow_latency": latency,
-        "targets": _targets(bench.results, memory, latency),
+        "follow_after_backfill": follow,
+        "big_documents": big,
+        "cpu_per_change_us": phases.cpu_per_change(bench.results),
+        "targets": dict(_targets(bench.results, memory, latency),
+                        **phases.targets(bench.results, big, follow, phases.cpu_per_change(bench.results))),
         "total_s": round(time.monotonic() - started),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     print()
     print(_table(bench.results, memory, latency))
+    for figure in follow.values():
+        print("Follow latency after a %d-doc backfill, PANDA 20 ms/write, %d writes at %.0f/s: p50 %.0f ms, "
+              "p99 %.0f ms, max %.0f ms, %d PUT requests" % (
+                  figure["backlog"], figure["writes"], figure["rate_per_s"], figure["p50_ms"], figure["p99_ms"],
+                  figure["max_ms"], figure["put_requests"]))
     print()
     for target, verdict in report["targets"].items():
         print("%-18s %s  %s" % (target, "met   " if verdict["met"] else "MISSED",

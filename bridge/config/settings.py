@@ -23,6 +23,7 @@ __all__ = [
     "MappingSettings",
     "CheckpointSettings",
     "BatchSettings",
+    "DEFAULT_MAX_REQUEST_BYTES",
     "RetrySettings",
     "VerifySettings",
     "parse_duration",
@@ -75,7 +76,9 @@ class SourceSettings:
     feed: str = "longpoll"
     """How to follow once caught up: `longpoll` or `eventsource` (CouchDB's SSE feed)."""
     page_size: int = 1000
-    """Rows per catch-up page (`limit`)."""
+    """Rows per catch-up page (`limit`) at most."""
+    page_bytes: int = 4_000_000
+    """Approximate bytes per page: after a bigger page the next ones ask for fewer rows (at least one)."""
     heartbeat: float = 10.0
     """Seconds between the server's heartbeats while following."""
     read_timeout: float = 0.0
@@ -109,8 +112,8 @@ class SourceSettings:
             raise ConfigError("[source] database is required")
         if self.feed not in ("longpoll", "eventsource"):
             raise ConfigError(f"[source] feed must be 'longpoll' or 'eventsource', got {self.feed!r}")
-        if self.page_size < 1:
-            raise ConfigError("[source] page_size must be at least 1")
+        if self.page_size < 1 or self.page_bytes < 1:
+            raise ConfigError("[source] page_size and page_bytes must be at least 1")
         if self.heartbeat <= 0 or self.connect_timeout <= 0 or self.read_timeout < 0:
             raise ConfigError("[source] heartbeat and connect_timeout must be positive, read_timeout >= 0")
         if self.read_timeout and self.read_timeout <= self.heartbeat:
@@ -241,20 +244,30 @@ class CheckpointSettings:
         return Path(self.deadletter or self.path + ".deadletter.jsonl")
 
 
+DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+"""The default cap on one bulk PUT body (BatchSettings.max_request_bytes)."""
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """When a batch is due: whichever limit comes first."""
 
     max_changes: int = 1000
-    """Documents per batch."""
+    """Documents per batch while the sink keeps up (and as soon as the feed is caught up)."""
     max_bytes: int = 4_000_000
     """Approximate feed bytes per batch."""
     max_age: float = 0.5
     """Seconds a change may wait for its batch."""
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    """Bytes per bulk PUT body at most; a batch's rows go in as many PUTs as that takes (a single row
+    bigger than this goes alone)."""
+    grow_to: int = 20_000
+    """Documents per batch at most while PANDA is slow and the backlog large (core/sizing.py); at or below
+    max_changes, batches stay fixed at max_changes."""
 
     def __post_init__(self) -> None:
-        if self.max_changes < 1 or self.max_bytes < 1 or self.max_age <= 0:
-            raise ConfigError("[batch] max_changes, max_bytes and max_age must be positive")
+        if self.max_changes < 1 or self.max_bytes < 1 or self.max_age <= 0 or self.max_request_bytes < 1:
+            raise ConfigError("[batch] max_changes, max_bytes, max_age and max_request_bytes must be positive")
 
 
 @dataclass(frozen=True)

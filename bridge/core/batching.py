@@ -25,6 +25,8 @@ class Batcher:
     def __init__(self, limits: BatchSettings, clock: Callable[[], float]) -> None:
         self._limits = limits
         self._clock = clock
+        self.max_changes = limits.max_changes
+        """Documents at which a batch is due; the pipeline changes it between batches (core/sizing.py)."""
         self._changes: dict[str, Change] = {}
         self._bytes = 0
         self._received = 0
@@ -52,13 +54,18 @@ class Batcher:
         self._moved = True
         self._caught_up = position.caught_up
 
-    def due(self) -> bool:
-        """True when the batch should be delivered now."""
+    def due(self, more_waiting: bool = False) -> bool:
+        """True when the batch should be delivered now.
+
+        `more_waiting`: more feed items are already at hand. Then reaching the end of the feed does not make
+        the batch due, because those items can join it without waiting: delivering a batch per longpoll
+        response while the sink is slower would queue responses, and each would wait a write's time.
+        """
         if self._started is None:
             return False
-        if self._caught_up and self._changes:
+        if self._caught_up and self._changes and not more_waiting:
             return True
-        if len(self._changes) >= self._limits.max_changes or self._bytes >= self._limits.max_bytes:
+        if len(self._changes) >= self.max_changes or self._bytes >= self._limits.max_bytes:
             return True
         return self._clock() - self._started >= self._limits.max_age
 

@@ -107,7 +107,7 @@ class Bridge:
         self._handed_over = False
         """True once a run took the source and the sink (it closes them)."""
         sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns),
-                         events=events)
+                         events=events, max_request_bytes=settings.batch.max_request_bytes)
         self.sink: PandaSink | DryRunSink = DryRunSink(sink) if dry_run else sink
 
     def close(self) -> None:

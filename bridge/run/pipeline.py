@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge.config.settings import BatchSettings
 from bridge.core.batching import Batcher
+from bridge.core.sizing import BatchSizer
 from bridge.errors import BridgeError, StopRequested
 from bridge.model import Change, Position, Seq
 from bridge.run.delivery import Delivery, RunStats
@@ -76,6 +77,7 @@ def run(
     """
     stats = RunStats()
     batcher = Batcher(limits, clock)
+    sizer = BatchSizer(limits.max_changes, max(limits.max_changes, limits.grow_to), limits.max_request_bytes)
     handoff: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
     reader = threading.Thread(target=read, args=(source, since, follow, handoff, stop),
                               name="bridge-reader", daemon=True)
@@ -114,10 +116,10 @@ def run(
                             if entry.caught_up and not caught_up:
                                 logger.info("caught up at seq %s", entry.seq, extra={"seq": str(entry.seq)})
                             caught_up = entry.caught_up
-                        if batcher.due():  # inside the chunk, so no batch outgrows its limits
-                            _deliver(batcher, writes)
-                if batcher.due():
-                    _deliver(batcher, writes)
+                        if batcher.due(not handoff.empty()):  # inside the chunk: no batch outgrows its limits
+                            _deliver(batcher, writes, sizer)
+                if batcher.due(not handoff.empty()):
+                    _deliver(batcher, writes, sizer)
                 if handoff.empty():  # nothing to plan meanwhile: record the write in flight now
                     writes.finish()
                 if clock() - last_stats >= _STATS_INTERVAL:
@@ -125,7 +127,7 @@ def run(
                     _log_stats(stats)
             if failure is None or isinstance(failure, BridgeError):
                 # The batch in hand was read correctly: deliver it before stopping or raising.
-                _deliver(batcher, writes)
+                _deliver(batcher, writes, sizer)
             writes.finish()
         except StopRequested:  # a stop while PANDA was failing: nothing past the last acknowledged batch is saved
             logger.warning("stopped before PANDA acknowledged the batch in hand; it will be re-read on restart")
@@ -140,10 +142,14 @@ def run(
     return stats
 
 
-def _deliver(batcher: Batcher, writes: Writes) -> None:
+def _deliver(batcher: Batcher, writes: Writes, sizer: BatchSizer) -> None:
+    """Hand the pending batch on, then size the next one: bigger while the sink is slow and a backlog waits."""
     batch = batcher.take()
     if batch is not None:
         writes.deliver(batch)
+        nbytes = sum(change.size for change in batch.changes)
+        batcher.max_changes = sizer.delivered(len(batch.changes), nbytes, caught_up=batch.caught_up,
+                                              sink_busy=writes.sink_was_busy())
 
 
 def _log_stats(stats: RunStats) -> None:

@@ -17,10 +17,14 @@ from typing import Any, Protocol
 from bridge.errors import RejectedError, StopRequested
 from bridge.model import Change, Position, Raw, Refusal, Seq
 
-__all__ = ["Source", "Decode", "Failed", "END", "CHUNK", "read", "decoded"]
+__all__ = ["Source", "Decode", "Failed", "END", "CHUNK", "CHUNK_BYTES", "read", "decoded"]
 
 CHUNK = 1000
-"""Items per hand-over from the reader to the committer."""
+"""Items per hand-over from the reader to the committer, at most."""
+
+CHUNK_BYTES = 1_000_000
+"""Wire bytes per hand-over, about: a chunk is handed over once its items reach this (a bigger item goes
+alone), so the bounded hand-off queue holds a bounded number of bytes whatever the documents' size."""
 
 END = object()
 """The reader's last hand-over (unless stopped)."""
@@ -66,13 +70,17 @@ def read(source: Source, since: Seq | None, follow: bool, out: queue.Queue[Any],
                 continue
 
     chunk: list[Any] = []
+    nbytes = 0
     items = source.changes(since, follow=follow)
     try:
         for item in items:
             chunk.append(item)
-            if isinstance(item, Position) or len(chunk) >= CHUNK:
+            if type(item) is tuple:
+                nbytes += item[1]
+            if isinstance(item, Position) or len(chunk) >= CHUNK or nbytes >= CHUNK_BYTES:
                 put(chunk)
                 chunk = []
+                nbytes = 0
                 if stop.is_set():
                     break
         if chunk:

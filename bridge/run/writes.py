@@ -81,6 +81,13 @@ class Writes:
         """The ticket of the batch the writer is sending, if any."""
         self._unrecorded: set[str] = set()
         """Documents of batches planned and not yet recorded."""
+        self._waited = False
+        """True once the committer had to wait for a write still in flight (see sink_was_busy)."""
+
+    def sink_was_busy(self) -> bool:
+        """True when the committer had to wait for the sink since the last call (the sink is the bottleneck)."""
+        waited, self._waited = self._waited, False
+        return waited
 
     @property
     def thread(self) -> threading.Thread:
@@ -115,6 +122,8 @@ class Writes:
         """Wait for the write in flight (if any); the batches its outcome releases. Raises what it raised."""
         if self._in_flight is None:
             return []
+        if self._writer.outcomes.empty():
+            self._waited = True
         ticket, outcome = self._writer.outcomes.get()
         self._in_flight = None
         if isinstance(outcome, BaseException):

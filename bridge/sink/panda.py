@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 
-from bridge.config.settings import PandaSettings, RetrySettings
+from bridge.config.settings import DEFAULT_MAX_REQUEST_BYTES, PandaSettings, RetrySettings
 from bridge.errors import (
     ConfigError,
     NotFoundError,
@@ -28,7 +28,15 @@ from bridge.errors import (
 from bridge.model import Delete, Refusal, Upsert
 from bridge.ops.events import NO_EVENTS, PANDA, Events
 from bridge.retry import call_with_retry
-from bridge.sink.panda_rows import REQUEST_LINE_LIMIT, locally_bad, longest_id, refused_width, too_long, undeletable
+from bridge.sink.panda_rows import (
+    REQUEST_LINE_LIMIT,
+    locally_bad,
+    longest_id,
+    refused_width,
+    request_groups,
+    too_long,
+    undeletable,
+)
 from bridge.sink.panda_status import classify, snippet
 
 __all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT", "LIST_LIMIT"]
@@ -46,6 +54,9 @@ LIST_LIMIT = 1000
 _LIST_PAGE = 100
 _MAX_LIST_PAGES = 10_000
 
+_Encoded = tuple[Upsert, bytes]
+"""A row and its JSON object, serialised once for every request it may go in."""
+
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
@@ -61,10 +72,12 @@ class PandaSink:
         session: requests.Session | None = None,
         width: int | None = None,
         events: Events = NO_EVENTS,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         """The settings are validated already (PandaSettings). `width` is the cells per row of the
         configured mapping (ensure_dataset checks it against the dataset); a refusal that expects another
-        count then means the dataset changed under the bridge."""
+        count then means the dataset changed under the bridge. No bulk PUT body exceeds
+        `max_request_bytes`, except one holding a single row that is bigger by itself."""
         base = settings.url.rstrip("/")
         if base.endswith("/api/1.0"):
             base = base[: -len("/api/1.0")]
@@ -83,6 +96,7 @@ class PandaSink:
         self._session = session if session is not None else requests.Session()
         self._width: int | None = width
         self._events = events
+        self.max_request_bytes = max_request_bytes
         self.max_id_length = longest_id(urlsplit(self._dataset_url).path)
         """The longest external_id this dataset's rows may have: a longer one could never be deleted."""
 
@@ -245,48 +259,49 @@ class PandaSink:
     def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
         """Create or replace rows with bulk PUTs (contract 16.6); return the rows PANDA refused.
 
+        Rows go in bulk PUTs of at most `max_request_bytes` each (a row bigger than that alone in its own).
         One bad object makes PANDA refuse the whole batch (contract 6), so on a 400 the refused rows are
         isolated (likely culprits are sent alone, the rest together; bisection when none is evident) and
         every good row is delivered. A row whose external_id is too long to DELETE later is refused unsent.
         Raises FatalError subclasses, StopRequested, or the last TransientError.
         """
         rejections: list[Refusal] = []
-        sendable = []
+        sendable: list[_Encoded] = []
         for row in rows:
             problem = too_long(row.external_id, self.max_id_length)
             if problem is None:
-                sendable.append(row)
+                # orjson writes a tuple as a JSON array: no per-row copy into a list
+                sendable.append((row, orjson.dumps({"external_id": row.external_id, "data": row.data})))
                 continue
             logger.warning("not writing PANDA row %s...: %s", row.external_id[:40], problem)
             rejections.append(Refusal.of(row, problem))
-        if sendable:
-            self._deliver(sendable, rejections)
+        for request in request_groups(sendable, self.max_request_bytes):
+            self._deliver(request, rejections)
         return rejections
 
-    def _put_rows(self, rows: Sequence[Upsert]) -> str | None:
+    def _put_rows(self, rows: Sequence[_Encoded]) -> str | None:
         """PUT rows once (with retries); None when accepted, else PANDA's 400 body."""
-        # orjson writes a tuple as a JSON array: no per-row copy into a list
-        body = orjson.dumps({"objects": [{"external_id": r.external_id, "data": r.data} for r in rows]})
+        body = b"".join((b'{"objects":[', b",".join([encoded for _row, encoded in rows]), b"]}"))
         url = self._dataset_url + "data/"
         try:
             self._retrying(lambda: self._once("PUT", url, data_endpoint=True, body=body), "PANDA PUT data")
         except RejectedError as exc:
             return exc.message
-        logger.debug("PANDA accepted %d rows", len(rows))
+        logger.debug("PANDA accepted %d rows (%d bytes)", len(rows), len(body))
         return None
 
-    def _deliver(self, rows: list[Upsert], rejections: list[Refusal]) -> None:
+    def _deliver(self, rows: list[_Encoded], rejections: list[Refusal]) -> None:
         refusal = self._put_rows(rows)
         if refusal is None:
             return
         width = refused_width(refusal, self._width, self.slug)
         if len(rows) == 1:
-            logger.warning("PANDA refused row %s: %s", rows[0].external_id, refusal)
-            rejections.append(Refusal.of(rows[0], refusal, status=400))
+            logger.warning("PANDA refused row %s: %s", rows[0][0].external_id, refusal)
+            rejections.append(Refusal.of(rows[0][0], refusal, status=400))
             return
-        suspects = [r for r in rows if locally_bad(r, width)]
+        suspects = [r for r in rows if locally_bad(r[0], width)]
         if suspects and len(suspects) < len(rows):
-            self._deliver([r for r in rows if not locally_bad(r, width)], rejections)
+            self._deliver([r for r in rows if not locally_bad(r[0], width)], rejections)
         if suspects:
             for row in suspects:
                 self._deliver([row], rejections)

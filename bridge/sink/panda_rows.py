@@ -1,23 +1,31 @@
 """PANDA's rules for rows, as the sink applies them around a bulk write (pure).
 
-Before: which rows PANDA must refuse (contracts 6-8) and which external_ids it cannot delete (1, 12, 14).
-After a 400: what the refusal says about the dataset's width (8).
+Before: which rows PANDA must refuse (contracts 6-8) and which external_ids it cannot delete (1, 12, 14);
+how rows split into bulk requests of bounded size. After a 400: what the refusal says about the dataset's width (8).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import orjson
 
 from bridge.errors import ConfigError, ProtocolError
 from bridge.model import Upsert
 
-__all__ = ["REQUEST_LINE_LIMIT", "locally_bad", "undeletable", "longest_id", "too_long", "refused_width"]
+__all__ = ["REQUEST_LINE_LIMIT", "locally_bad", "undeletable", "longest_id", "too_long", "refused_width",
+           "request_groups", "BULK_OVERHEAD"]
+
+T = TypeVar("T")
 
 _BULK_ID = re.compile(r"^[\w\d_-]+$", re.ASCII)  # contract 7, Python 2 semantics ($ allows a final "\n")
 _URL_ID = re.compile(r"[\w\d_-]+")  # contract 1: what a URL segment may hold
 _COUNT = re.compile(r"Got \d+ data fields\. Expected (\d+)\.")  # contract 8
+
+BULK_OVERHEAD = len(b'{"objects":[]}')
+"""Bytes of a bulk PUT body around its objects."""
 
 REQUEST_LINE_LIMIT = 8192
 """Bytes nginx lets a request line take, its CRLF included; a longer one gets 414 (contract 14)."""
@@ -87,3 +95,20 @@ def refused_width(refusal: str, expected: int | None, slug: str) -> int | None:
             status=400,
         )
     return width
+
+
+def request_groups(rows: Sequence[tuple[T, bytes]], max_bytes: int) -> Iterator[list[tuple[T, bytes]]]:
+    """Consecutive groups of (row, serialised object) whose bulk body `{"objects":[...]}` is at most
+    `max_bytes`; a row too big for that even alone makes a group by itself (it is sent, never held back).
+    """
+    group: list[tuple[T, bytes]] = []
+    size = BULK_OVERHEAD
+    for item in rows:
+        extra = len(item[1]) + (1 if group else 0)  # the comma before every object but the first
+        if group and size + extra > max_bytes:
+            yield group
+            group, size, extra = [], BULK_OVERHEAD, len(item[1])
+        group.append(item)
+        size += extra
+    if group:
+        yield group

@@ -4,6 +4,7 @@ Catch-up reads `feed=normal` pages of `page_size` rows; following reads `feed=lo
 (or `feed=eventsource`), each longpoll response ending at a known terminator, so a cut-off body is always
 detected (it does not parse) and re-read from the last position handed out. Rows are yielded only after
 their whole page parsed. While following, the database marker is checked on a timer (marker.py).
+Pages are also bounded by bytes: after a big page the next ask for fewer rows (`page_bytes`, core/paging.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 import requests
 
 from bridge.config.settings import RetrySettings, SourceSettings, scrub_url
+from bridge.core.paging import PageSizer
 from bridge.errors import FeedInterrupted, NotFoundError, ProtocolError, StopRequested
 from bridge.model import Position, Raw, Seq
 from bridge.ops.events import NO_EVENTS, Events
@@ -234,6 +236,7 @@ class CouchSource:
     def _changes(self, since: Seq | None, follow: bool) -> Iterator[Raw | Position]:
         position = since
         caught_up = False
+        sizer = PageSizer(self._settings.page_size, self._settings.page_bytes)
         while not self._stop.is_set():
             if caught_up and follow:
                 self._following = True
@@ -242,11 +245,13 @@ class CouchSource:
                     yield from self._eventsource(position)
                     return
             longpoll = caught_up and follow
+            limit = sizer.limit
             page = call_with_retry(
-                functools.partial(self._page, position, longpoll),
+                functools.partial(self._page, position, longpoll, limit),
                 policy=self._retry, stop=self._stop, on_retry=self._events.retried, what="reading the changes feed",
             )
             size = page.nbytes // max(1, len(page.rows))
+            sizer.read(len(page.rows), page.nbytes)
             for row in page.rows:
                 yield row, size
             if page.last_seq is not None:
@@ -254,7 +259,7 @@ class CouchSource:
             if page.pending is not None:
                 caught_up = page.pending == 0
             else:
-                caught_up = len(page.rows) < self._settings.page_size
+                caught_up = len(page.rows) < limit
             if position is not None:
                 yield Position(position, caught_up=caught_up, pending=page.pending)
             if caught_up and not follow:
@@ -273,9 +278,10 @@ class CouchSource:
         )
         yield from SseFeed(self._stream, seq_of=couchdb_event_seq).changes(since, follow=True)
 
-    def _page(self, since: Seq | None, longpoll: bool) -> Page:
+    def _page(self, since: Seq | None, longpoll: bool, limit: int) -> Page:
         self._watch.check()  # before every (re)try: a lost marker is final
         params = changes_params(self._settings, since, longpoll)
+        params["limit"] = str(limit)  # core/paging.py: at most page_size, fewer after big pages
         url = f"{self.db_url}/_changes"
         if self._settings.doc_ids:
             response = self._http.send("POST", url, params=params, json={"doc_ids": self._settings.doc_ids},

@@ -79,3 +79,28 @@ def test_position_only_batches_and_seqless_changes():
     batch = batcher.take()
     assert batch is not None and batch.position == Seq(10)
     assert batcher.empty
+
+
+def test_caught_up_waits_for_items_already_at_hand_but_not_past_its_limits():
+    clock = Clock()
+    batcher = Batcher(BatchSettings(max_changes=3, max_bytes=10**9, max_age=1.0), clock)
+    batcher.add(change("a", 1))
+    batcher.advance(Position(Seq(1), caught_up=True))
+    assert batcher.due() and not batcher.due(more_waiting=True)
+    batcher.add(change("b", 2))
+    batcher.add(change("c", 3))
+    assert batcher.due(more_waiting=True)  # the count limit still holds
+    batcher.take()
+    batcher.add(change("d", 4))
+    batcher.advance(Position(Seq(4), caught_up=True))
+    clock.now += 1.0
+    assert batcher.due(more_waiting=True)  # and the age limit
+
+
+def test_max_changes_is_set_between_batches():
+    batcher = Batcher(BatchSettings(max_changes=2, max_bytes=10**9, max_age=60), Clock())
+    batcher.max_changes = 3
+    for n, doc in enumerate("abc"):
+        assert not batcher.due()
+        batcher.add(change(doc, n))
+    assert batcher.due()
