@@ -166,3 +166,15 @@ def test_the_shard_hash_is_the_documented_one():
 def test_bad_shards_are_refused(text):
     with pytest.raises(ConfigError, match="--shard"):
         parse_shard(text)
+
+
+def test_the_kubernetes_example_configuration_loads(tmp_path):
+    manifest = (Path(__file__).resolve().parents[2] / "examples" / "kubernetes" / "statefulset.yaml").read_text()
+    block = manifest.split("bridge.toml: |\n", 1)[1].split("\n---", 1)[0]
+    path = tmp_path / "bridge.toml"
+    path.write_text(textwrap.dedent(block))
+    config = load_pipelines(path, env=ENV)
+    assert [p.name for p in config.pipelines] == ["contributors"]
+    assert [p.name for p in config.expand({"elections": ["elections-2024", "people"]})] == [
+        "contributors", "elections-2024"]
+    assert "--shard" in manifest and "volumeClaimTemplates" in manifest
