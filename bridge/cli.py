@@ -37,12 +37,16 @@ from bridge.run.fleet import resolve, run_fleet
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.state.lock import InstanceLock
+from bridge.verify.rebuild import rebuild
+from bridge.verify.repair import repair
+from bridge.verify.schedule import PeriodicVerify
+from bridge.verify.verify import Verifier
 
 __all__ = ["main"]
 
 logger = logging.getLogger("bridge")
 
-_COMMANDS = ("run", "once", "checkpoint", "deadletter", "status", "check", "config")
+_COMMANDS = ("run", "once", "checkpoint", "deadletter", "status", "check", "config", "verify", "repair")
 _SHORTCUTS = [
     # (option, section.key, help)
     ("--source-url", "source.url", "CouchDB server root (or SSE stream URL)"),
@@ -114,10 +118,25 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", **shared, help="show the effective configuration, secrets masked")
     config.add_argument("action", choices=["show"])
     checkpoint = commands.add_parser("checkpoint", **shared, help="show or reset the saved checkpoint")
-    checkpoint.add_argument("action", choices=["show", "reset"])
+    checkpoint.add_argument("action", choices=["show", "reset", "rebuild"],
+                            help="rebuild: a lost state file's record, from PANDA's rows (the seq starts at 0)")
     deadletter = commands.add_parser("deadletter", **shared, help="list or retry dead-lettered changes")
     deadletter.add_argument("action", choices=["list", "retry"])
+    _add_verify_commands(commands, shared)
     return parser
+
+
+def _add_verify_commands(commands: Any, shared: dict[str, Any]) -> None:
+    verify = commands.add_parser("verify", **shared, help="compare the source, the PANDA dataset and the record; "
+                                 "exit 0 in sync, 1 when a difference was found")
+    verify.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    verify.add_argument("--examples", type=int, default=10, metavar="N", help="examples per kind (default 10)")
+    repair = commands.add_parser("repair", **shared, help="make the dataset equal to the source for the "
+                                 "differences verify finds (refused while a bridge runs on the state file)")
+    repair.add_argument("--delete-unowned", action="store_true", help="also delete rows the bridge never wrote")
+    repair.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
+    repair.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    repair.add_argument("--examples", type=int, default=10, metavar="N", help="examples per list (default 10)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,8 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("run", "once"):
             return run_bridge(settings, args.since, follow=args.command == "run", dry_run=args.dry_run,
                               progress=not args.no_progress)
+        if args.command == "checkpoint" and args.action == "rebuild":
+            return rebuild_command(settings)
         if args.command == "checkpoint":
             return checkpoint_command(settings, args.action)
+        if args.command == "verify":
+            return verify_command(settings, as_json=args.json, examples=args.examples)
+        if args.command == "repair":
+            return repair_command(settings, delete_unowned=args.delete_unowned, dry_run=args.dry_run,
+                                  as_json=args.json, examples=args.examples)
         if args.command == "status":
             return status_command(settings, as_json=args.json)
         if args.command == "config":
@@ -221,9 +247,16 @@ def many_command(args: argparse.Namespace, config: PipelineConfig, pipelines: li
         for pipeline in pipelines:
             print(f"# pipeline {pipeline.name}\n{render_settings(pipeline.settings)}", end="")
         return 0
+    if args.command == "verify":
+        codes = []
+        for pipeline in pipelines:
+            print(f"pipeline {pipeline.name}:", flush=True)
+            codes.append(verify_command(pipeline.settings, as_json=args.json, examples=args.examples))
+        return max(codes, default=0)
     names = ", ".join(p.name for p in pipelines)
-    raise ConfigError(f"`bridge {args.command} {args.action}` acts on one pipeline and this file has several "
-                      f"({names}): name it with --pipeline NAME")
+    what = " ".join([args.command, *([args.action] if hasattr(args, "action") else [])])
+    raise ConfigError(f"`bridge {what}` acts on one pipeline and this file has several ({names}): "
+                      "name it with --pipeline NAME")
 
 
 def _secrets_of(pipelines: list[Pipeline]) -> tuple[str, ...]:
@@ -265,9 +298,13 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
             held.enter_context(InstanceLock(Path(settings.checkpoint.path), "bridge run" if follow else "bridge once"))
         events = held.enter_context(observed(settings, listen=settings.http.listen, bar=progress))
         bridge = Bridge(settings, stop, events=events, dry_run=dry_run)
+        periodic = PeriodicVerify(settings, stop).start() if follow and not dry_run else None
         try:
             stats: RunStats = bridge.run(since, follow=follow, on_start=lambda: stopping.graceful(stop))
         finally:
+            stop.set()
+            if periodic is not None:
+                periodic.close()
             bridge.close()
     if isinstance(bridge.sink, DryRunSink):
         dead = bridge.deadletters.would_append if isinstance(bridge.deadletters, DryDeadLetters) else 0
@@ -349,3 +386,49 @@ def retry_dead_letters(settings: Settings, letters: DeadLetterFile, entries: lis
         finally:
             bridge.close()
     return 0 if not kept else 1
+
+
+def verify_command(settings: Settings, *, as_json: bool, examples: int) -> int:
+    """`bridge verify`: 0 in sync, 1 when a difference was found."""
+    verifier = Verifier(settings, threading.Event(), examples=examples)
+    try:
+        report = verifier.run()
+    finally:
+        verifier.close()
+    print(json.dumps(report.as_json(), ensure_ascii=False) if as_json else report.as_text())  # one line: for jq
+    return 0 if report.in_sync else 1
+
+
+def repair_command(settings: Settings, *, delete_unowned: bool, dry_run: bool, as_json: bool, examples: int) -> int:
+    """`bridge repair`: verify, then repair; 0 when nothing is left different, else 1."""
+    with InstanceLock(Path(settings.checkpoint.path), "bridge repair"):
+        verifier = Verifier(settings, threading.Event(), examples=examples)
+        try:
+            report = verifier.run()
+            outcome = repair(verifier, delete_unowned=delete_unowned, dry_run=dry_run)
+        finally:
+            verifier.close()
+    if as_json:
+        print(json.dumps({"verify": report.as_json(), "repair": outcome.as_json(examples)}, ensure_ascii=False))
+    else:
+        print(report.as_text())
+        verb = "would be" if dry_run else "were"
+        print(f"repair: {len(outcome.upserted)} row(s) {verb} upserted, {len(outcome.deleted)} {verb} deleted; "
+              f"{len(outcome.unowned_kept)} row(s) the bridge never wrote kept"
+              + (" (delete them with --delete-unowned)" if outcome.unowned_kept else "")
+              + (f"; {len(outcome.refused)} refused by PANDA" if outcome.refused else ""))
+        for eid in outcome.unowned_kept[:examples]:
+            print(f"  kept: {eid}")
+    return 0 if report.in_sync or outcome.complete else 1
+
+
+def rebuild_command(settings: Settings) -> int:
+    """`bridge checkpoint rebuild`: a new record from PANDA's rows; the next run starts from seq 0."""
+    with InstanceLock(Path(settings.checkpoint.path), "bridge checkpoint rebuild"):
+        verifier = Verifier(settings, threading.Event())
+        try:
+            outcome = rebuild(verifier)
+        finally:
+            verifier.close()
+    print(json.dumps({"path": settings.checkpoint.path, **outcome.as_json(10)}, indent=2, ensure_ascii=False))
+    return 0

@@ -27,6 +27,7 @@ from bridge.config.settings import (
     RetrySettings,
     Settings,
     SourceSettings,
+    VerifySettings,
 )
 from bridge.errors import ConfigError
 
@@ -39,6 +40,7 @@ _SECTIONS: dict[str, type] = {
     "checkpoint": CheckpointSettings,
     "batch": BatchSettings,
     "retry": RetrySettings,
+    "verify": VerifySettings,
     "http": HttpSettings,
     "log": LogSettings,
 }

@@ -24,6 +24,8 @@ __all__ = [
     "CheckpointSettings",
     "BatchSettings",
     "RetrySettings",
+    "VerifySettings",
+    "parse_duration",
     "HttpSettings",
     "LogSettings",
     "STARTUP_RETRY",
@@ -278,6 +280,41 @@ STARTUP_RETRY = RetrySettings(initial_delay=0.2, max_delay=1.0, max_tries=3)
 """The start-up checks' few quick tries: a server that cannot be reached then is a configuration error."""
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "30m", "6h" or "1d"; "" and "0" mean off (0.0). Raises ConfigError."""
+    found = _DURATION.fullmatch(text.strip())
+    if text.strip() == "":
+        return 0.0
+    if found is None:
+        raise ConfigError(f"[verify] every must look like 90s, 30m, 6h or 1d, got {text!r}")
+    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """Periodic reconciliation inside `bridge run` (off by default)."""
+
+    every: str = ""
+    """How often to verify while following, e.g. `6h`; empty (the default) turns it off."""
+    repair: bool = False
+    """Repair the differences each periodic verify finds (rows the bridge never wrote are only listed)."""
+    settle: float = 1.0
+    """Seconds to wait before reading the ids of a difference again, so changes in flight are not drift."""
+
+    def __post_init__(self) -> None:
+        if parse_duration(self.every) < 0 or self.settle < 0:
+            raise ConfigError("[verify] every and settle must not be negative")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between periodic verifies; 0.0 when they are off."""
+        return parse_duration(self.every)
+
+
 @dataclass(frozen=True)
 class HttpSettings:
     """The operating endpoint: /metrics, /healthz and /readyz."""
@@ -312,6 +349,7 @@ class Settings:
     checkpoint: CheckpointSettings
     batch: BatchSettings
     retry: RetrySettings
+    verify: VerifySettings = field(default_factory=VerifySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
 

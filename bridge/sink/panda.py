@@ -31,7 +31,7 @@ from bridge.retry import call_with_retry
 from bridge.sink.panda_rows import REQUEST_LINE_LIMIT, locally_bad, longest_id, refused_width, too_long, undeletable
 from bridge.sink.panda_status import classify, snippet
 
-__all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT"]
+__all__ = ["PandaSink", "MAX_SERVER_ERRORS", "REQUEST_LINE_LIMIT", "LIST_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ T = TypeVar("T")
 
 MAX_SERVER_ERRORS = 3
 """Attempts a request gets while PANDA answers 500, which is often the client's fault (contract 16.7)."""
+
+LIST_LIMIT = 1000
+"""The most rows a listing page asks for: PANDA caps meta.limit there (contract 11)."""
 
 _LIST_PAGE = 100
 _MAX_LIST_PAGES = 10_000
@@ -317,6 +320,56 @@ class PandaSink:
                     "PANDA answered 400 to a DELETE: %s" % exc.message[:300], status=400
                 ) from exc
         return rejections
+
+    # reading, for verification (contract 11)
+
+    def list_page(self, offset: int, limit: int = LIST_LIMIT) -> tuple[list[tuple[str, Any]], int]:
+        """One page of the dataset's rows, newest first, as (external_id, data) pairs, and the total count.
+
+        Built so the listing pitfalls of contract 11 cannot invent differences: `limit` is always sent (at
+        most 1000, where meta.limit is capped); `q=*:*` keeps Solr out of edismax's fallback that may mix in
+        other datasets' rows, and rows naming another dataset or no external_id are dropped anyway;
+        `sort=_docid_ desc` puts a row updated while the listing runs at the front, so rows not yet read
+        shift back (read twice, which a caller deduplicates) instead of forward (skipped). A row that is
+        still skipped (a delete meanwhile) is found again by `get_row` when the caller rechecks.
+        """
+        if not 0 < limit <= LIST_LIMIT or offset < 0:
+            raise ValueError("limit must be 1..%d and offset non-negative" % LIST_LIMIT)
+        params = {"limit": str(limit), "offset": str(offset), "q": "*:*", "sort": "_docid_ desc"}
+        url = self._dataset_url + "data/"
+        body = self._retrying(
+            lambda: self._json(self._once("GET", url, data_endpoint=True, params=params)), "PANDA GET data"
+        )
+        objects, meta = body.get("objects"), body.get("meta")
+        if not isinstance(objects, list) or not isinstance(meta, dict):
+            raise ProtocolError("PANDA listed rows without objects and meta")
+        total = meta.get("total_count")
+        own = "/dataset/%s/" % self.slug
+        rows = [
+            (obj["external_id"], obj.get("data"))
+            for obj in objects
+            if isinstance(obj, dict) and isinstance(obj.get("external_id"), str)
+            and str(obj.get("dataset") or own).endswith(own)
+        ]
+        return rows, total if isinstance(total, int) else 0
+
+    def get_row(self, external_id: str) -> Any | None:
+        """The `data` of one row read by id (the trustworthy read, contract 16.11), or None when PANDA has
+        no such row. An id PANDA cannot address (not URL-safe, or one its query parser may answer with another
+        row, contracts 1 and 17.4) raises ValueError: it cannot be read by id."""
+        problem = undeletable(external_id)
+        if problem is not None:
+            raise ValueError("external_id %r cannot be read by id: %s" % (external_id, problem))
+        url = "%sdata/%s/" % (self._dataset_url, quote(external_id, safe=""))
+
+        def attempt() -> Any | None:
+            try:
+                body = self._json(self._once("GET", url, data_endpoint=True))
+            except NotFoundError:
+                return None  # contract 11: an unknown row is a 404; the dataset was checked before
+            return body.get("data")
+
+        return self._retrying(attempt, "PANDA GET row")
 
     def close(self) -> None:
         """Close the session if this sink created it."""

@@ -279,6 +279,42 @@ class StateStore:
             db.execute("DELETE FROM pending_batches")
             self._notes = {}
 
+    def records(self, chunk: int = 1000) -> Iterator[list[tuple[str, str, int]]]:
+        """Every record as (doc_id, external_id, row_hash), in chunks, so a million cost no more memory than one
+        chunk (for verification; nothing is yielded when there is no state file)."""
+        if self._conn is None:
+            return
+        with self._reading():
+            cursor = self._db.execute("SELECT doc_id, external_id, row_hash FROM sent")
+            while rows := cursor.fetchmany(chunk):
+                yield [(doc_id, external_id, sql.hash_value(row_hash)) for doc_id, external_id, row_hash in rows]
+
+    def noted_external_ids(self) -> dict[str, str]:
+        """Every external_id noted as about to be written, with its document: a crashed run may have written it
+        without recording it (for verification, which counts such rows as the bridge's)."""
+        if self._conn is None:
+            return {}
+        notes: dict[str, str] = {}
+        with self._reading():
+            for (pairs,) in self._db.execute("SELECT pairs FROM pending_batches ORDER BY id"):
+                notes.update((external_id, doc_id) for doc_id, external_id in orjson.loads(pairs))
+        return notes
+
+    def put_records(self, records: Mapping[str, Sent | None]) -> None:
+        """Set (or, with None, forget) these documents' records in one transaction; the seq and the pending
+        notes stay as they are. For repair and rebuild, which change rows outside the feed: safe beside a
+        running pipeline's own connection, since it touches neither its seq nor its notes."""
+        forget = [(doc_id,) for doc_id, sent in records.items() if sent is None]
+        keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
+        with self._transaction() as db:
+            db.executemany("DELETE FROM sent WHERE doc_id = ?", forget)
+            db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
+
+    def mark_complete(self, complete: bool) -> None:
+        """Say whether the record covers every row of the dataset (set by a rebuild once it has finished)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (json.dumps(complete),))
+
     def sent_external_ids(self) -> Sequence[str]:
         """Every external_id the record says PANDA holds (for verification tools)."""
         with self._reading():

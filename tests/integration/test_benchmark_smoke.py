@@ -26,3 +26,17 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(couch_server, tmp_path):
     assert "| bridge once |" in result.stdout
     backfill = report["targets"]["backfill"]
     assert len(backfill["ratio_per_round"]) == 2 and backfill["ratio"] > 0  # one ratio per round, paired
+
+
+def test_verify_benchmark_runs_on_a_tiny_database(tmp_path):
+    output = tmp_path / "verify.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "verify.py"), "--sizes", "400,800", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert [entry["rows"] for entry in report["sizes"]] == [400, 800]
+    for entry in report["sizes"]:  # the script itself checks the counts each verify reports
+        assert entry["verify_in_sync"]["output"]["in_sync"] is True
+        assert entry["verify_with_differences"]["output"]["in_sync"] is False
+    assert "| 800 |" in result.stdout

@@ -122,3 +122,24 @@ def test_an_id_with_a_nul_character_takes_the_row_by_row_statements(tmp_path):
     assert store.lookup(["a", "plain"]) == {"a": Sent("a", 2), "plain": Sent("plain", 3)}
     store.commit({"a\x00b": None}, Seq(2))
     assert store.lookup(["a\x00b", "a"]) == {"a": Sent("a", 2)}
+
+
+def test_repair_records_leave_the_seq_and_the_pending_notes_alone(tmp_path):
+    store = StateStore(tmp_path / "s")
+    store.claim(FP, complete=False)
+    store.commit({"a": Sent("a", 1), "b": Sent("b", 2)}, Seq(9))
+    store.intend([("c", "c")])
+    store.put_records({"a": None, "d": Sent("b", 4)})  # "b"'s external_id now belongs to "d": b's record goes
+    assert store.lookup(["a", "b", "d"]) == {"d": Sent("b", 4)}
+    assert store.load().seq == Seq(9)
+    assert store.noted_external_ids() == {"c": "c"} and store.pending(["c"]) == {"c": ["c"]}
+    assert [row for chunk in store.records(chunk=1) for row in chunk] == [("d", "b", 4)]
+    assert store.load().complete is False
+    store.mark_complete(True)
+    assert store.load().complete is True
+
+
+def test_reading_records_without_a_state_file_creates_none(tmp_path):
+    store = StateStore(tmp_path / "absent")
+    assert list(store.records()) == [] and store.noted_external_ids() == {}
+    assert not (tmp_path / "absent").exists()

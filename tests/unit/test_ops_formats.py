@@ -66,7 +66,7 @@ def test_render_settings_masks_secrets_and_reads_back_as_the_same_settings(tmp_p
     assert shown["source"]["url"] == "http://u:***@127.0.0.1:5984"
     assert shown["source"]["password"] == shown["panda"]["api_key"] == "***"
     assert shown["batch"]["max_changes"] == 5 and shown["checkpoint"]["path"] == "state/bridge.checkpoint"
-    assert set(shown) == {"source", "panda", "mapping", "checkpoint", "batch", "retry", "http", "log"}
+    assert set(shown) == {"source", "panda", "mapping", "checkpoint", "batch", "retry", "verify", "http", "log"}
 
 
 @pytest.mark.parametrize("text,address", [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:0", ("::1", 0)),
