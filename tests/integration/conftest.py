@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.emulator import PandaEmulator
+from tests.support.couchdb3 import RealCouch
 from tests.support.couchdb_server import CouchDatabase
 from tests.support.pipeline import Pipeline
 
@@ -17,6 +18,16 @@ def panda_server() -> Iterator[PandaEmulator]:
     """One emulator per test module, for tests that reset it themselves."""
     with PandaEmulator() as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="module")
+def real_couch() -> Iterator[RealCouch]:
+    """A real CouchDB 3.4.3 per test module that asks for it (tests/support/couchdb3.py)."""
+    server = RealCouch().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

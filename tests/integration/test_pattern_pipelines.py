@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import uuid
-
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,15 +35,6 @@ class _Real:
 
     def bulk_docs(self, db: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.server.bulk_docs(db, docs)
-
-
-@pytest.fixture(scope="module")
-def real_couch() -> Iterator[RealCouch]:
-    server = RealCouch().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=["pouchdb", "couchdb"])

@@ -13,7 +13,6 @@ import json
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -58,15 +57,6 @@ class Source:
 
     def live(self) -> dict[str, dict[str, Any]]:
         return self.server.live_docs(self.db)
-
-
-@pytest.fixture(scope="module")
-def real_couch() -> Iterator[RealCouch]:
-    server = RealCouch().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=["pouchdb", "couchdb"])
