@@ -25,6 +25,7 @@ from bridge.ops.tracker import Tracker
 from bridge.run.builder import Bridge
 from bridge.run.gate import GatedSession, PandaGate, panda_key
 from bridge.state.lock import InstanceLock
+from bridge.verify.schedule import PeriodicVerify
 
 __all__ = ["Supervisor", "Outcome"]
 
@@ -145,9 +146,15 @@ class Supervisor:
         try:
             with InstanceLock(Path(settings.checkpoint.path), f"bridge run (pipeline {name})"):
                 bridge = Bridge(settings, stop, events=self.observe(pipeline, tracker), panda_session=session)
+                # [verify] every: this pipeline's periodic verify, as a lone `bridge run` has (its requests
+                # do not take turns at the gate: it reads PANDA rarely and at a lowered priority)
+                periodic = PeriodicVerify(settings, stop).start() if self.follow else None
                 try:
                     stats = bridge.run(self.since, follow=self.follow)
                 finally:
+                    stop.set()
+                    if periodic is not None:
+                        periodic.close()
                     bridge.close()
             logger.info("pipeline %s stopped; checkpoint at seq %s (%s)", name, stats.position,
                         settings.checkpoint.path, extra={"pipeline": name})
