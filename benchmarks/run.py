@@ -33,7 +33,9 @@ from latency import follow_latency  # noqa: E402
 from measure import Run, run_measured  # noqa: E402
 from servers import EmulatorProcess, wait_idle  # noqa: E402
 
-from tests.support.couchdb_server import CouchServer  # noqa: E402
+from tests.support.couch_api import CouchServer  # noqa: E402
+from tests.support.couchdb_server import PouchServer  # noqa: E402
+from tests.support.real_couchdb import LaunchedCouchDB, couchdb_unavailable_reason  # noqa: E402
 
 CLIENTS = str(Path(__file__).resolve().parent / "clients.py")
 SLOW_WRITE = 0.020
@@ -42,6 +44,9 @@ PHASES = ("throughput", "slow", "deletes", "follow", "memory")
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__)
+    parser.add_argument("--source", choices=("pouchdb", "couchdb"), default="pouchdb",
+                        help="the CouchDB-protocol server to read from: PouchDB Server (npm) or real CouchDB 3 "
+                             "from ../shared/couchdb (%(default)s)")
     parser.add_argument("--docs", type=int, default=100_000, help="documents for the throughput runs (%(default)s)")
     parser.add_argument("--memory-sizes", default="100000,1000000",
                         help="comma-separated database sizes for the peak-RSS runs (%(default)s)")
@@ -64,13 +69,19 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     args.sizes = [int(size) for size in args.memory_sizes.split(",") if size.strip()]
     if args.quick:
         args.sizes = [size for size in args.sizes if size <= 100_000]
+    if args.source == "couchdb" and couchdb_unavailable_reason() is not None:
+        parser.error("--source couchdb: no CouchDB release at ../shared/couchdb")
     return args
+
+
+def _start_source(kind: str) -> PouchServer | LaunchedCouchDB:
+    return PouchServer(start_timeout=60).start() if kind == "pouchdb" else LaunchedCouchDB().start()
 
 
 class Bench:
     """Both servers, a scratch directory and the results collected so far."""
 
-    def __init__(self, couch: CouchServer, emulator: EmulatorProcess, scratch: Path) -> None:
+    def __init__(self, couch: PouchServer | LaunchedCouchDB, emulator: EmulatorProcess, scratch: Path) -> None:
         self.couch = couch
         self.emulator = emulator
         self.scratch = scratch
@@ -345,8 +356,7 @@ def _memory(bench: Bench, args: argparse.Namespace, loads: dict[str, float]) -> 
             continue
         name = "memory %d" % size
         try:
-            bench.couch.stop()
-            bench.couch.start()  # fresh in-memory servers: the earlier data and its garbage are gone
+            _fresh(bench.couch)
             bench.emulator.stop()
             bench.emulator.start()
             print("loading %d documents..." % size, flush=True)
@@ -362,6 +372,19 @@ def _memory(bench: Bench, args: argparse.Namespace, loads: dict[str, float]) -> 
     return memory
 
 
+def _fresh(couch: CouchServer) -> None:
+    """A server without the earlier data and its garbage: PouchDB Server starts again empty (in memory);
+    CouchDB loses its databases and starts again on its data directory."""
+    if isinstance(couch, LaunchedCouchDB):
+        for name in couch.all_dbs():
+            if not name.startswith("_"):
+                couch.delete_db(name)
+        couch.restart()
+    elif isinstance(couch, PouchServer):
+        couch.stop()
+        couch.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _options(argv)
     # Measure the bridge as installed: `pip install .` compiles its bytecode, while an editable install run
@@ -370,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews every figure
     scratch = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     started = time.monotonic()
-    couch = CouchServer(start_timeout=60).start()
+    couch = _start_source(args.source)
+    print("source: %s" % couch.label, flush=True)
     emulator = EmulatorProcess(scratch / "emulator.log").start()
     bench = Bench(couch, emulator, scratch)
     memory: dict[str, Any] = {}
@@ -402,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         couch.close()
     report = {
         "command": "./dev bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "source": couch.label,
         "machine": dict(_machine(load_at_start), load_average_1m_at_end=round(os.getloadavg()[0], 2)),
         "settings": {"docs": args.docs, "repeat": args.repeat, "delete_repeat": args.delete_repeat,
                      "deletes": args.deletes,

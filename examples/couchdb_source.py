@@ -13,7 +13,7 @@ from pathlib import Path
 from _local import ROOT, show, start_bridge
 
 from bridge.emulator import PandaEmulator
-from tests.support.couchdb_server import CouchServer
+from tests.support.couchdb_server import PouchServer
 
 COLUMNS = ["first_name", "last_name", "employer"]
 
@@ -22,7 +22,7 @@ def main() -> int:
     import json
 
     docs = json.loads((ROOT / "examples" / "sample_contributors.json").read_text())
-    with tempfile.TemporaryDirectory(prefix="bridge-couchdb-") as tmp, CouchServer() as couch, \
+    with tempfile.TemporaryDirectory(prefix="bridge-couchdb-") as tmp, PouchServer() as couch, \
             PandaEmulator(port=0) as emulator:
         couch.create_db("contributors")
         couch.bulk_docs("contributors", docs)

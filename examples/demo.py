@@ -19,7 +19,7 @@ from pathlib import Path
 from _local import ROOT, rows, show, start_bridge, stop_bridge, wait_for
 
 from bridge.emulator import PandaEmulator
-from tests.support.couchdb_server import CouchServer
+from tests.support.couchdb_server import PouchServer
 
 DATABASE = "contributors"
 DATASET = "contributors"
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_following = sys.stdin.isatty() and not args.no_wait and not os.environ.get("CI")
     docs = json.loads((ROOT / "examples" / "sample_contributors.json").read_text())
 
-    with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp, CouchServer() as couch, \
+    with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp, PouchServer() as couch, \
             PandaEmulator(port=0) as emulator:
         state = Path(tmp)
         config = state / "bridge.toml"

@@ -98,6 +98,8 @@ class SourceSettings:
     """Lower bound on an SSE server's `retry:` delay, in seconds."""
     max_reconnect: float = 60.0
     """Upper bound on an SSE server's `retry:` delay, in seconds."""
+    marker_interval: float = 30.0
+    """Seconds between checks, while following, that the database still holds the bridge's `_local` marker."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("couchdb", "sse"):
@@ -122,6 +124,8 @@ class SourceSettings:
             raise ConfigError(f"[source] filter_params cannot set the bridge's own feed parameters {clash}")
         if not 0 < self.min_reconnect <= self.max_reconnect:
             raise ConfigError("[source] need 0 < min_reconnect <= max_reconnect")
+        if self.marker_interval <= 0:
+            raise ConfigError("[source] marker_interval must be positive")
 
     @property
     def effective_read_timeout(self) -> float:

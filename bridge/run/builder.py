@@ -169,6 +169,11 @@ class Bridge:
                     f"_local/bridge-{settings.fingerprint_hash()} removed) since the checkpoint {self.store.path} "
                     "was saved, so its seq means nothing there. Run `bridge checkpoint reset`, then start again."
                 )
+        elif couch is not None:
+            logger.warning("the checkpoint %s holds no marker of database %r (the bridge could not write one): "
+                           "it cannot detect that the database was deleted and recreated, between runs or while "
+                           "it follows; a deleted database is still noticed", self.store.path,
+                           settings.source.database)
         return saved
 
     def _mark(self, expected: str | None) -> str | None:

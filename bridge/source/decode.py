@@ -6,13 +6,62 @@ A row is `{"seq", "id", "changes": [{"rev"}], "deleted"?, "doc"?}`; unknown keys
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import DecodeError
 from bridge.model import Change, Seq
 
-__all__ = ["decode_row", "decode_seq"]
+__all__ = ["decode_row", "decode_seq", "lone_surrogate_path", "UnreadableRow"]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) in `value` holding a lone UTF-16 surrogate, else None.
+
+    Python strings from a JSON escape such as `"\\ud800"` hold one; they are not Unicode text, and neither
+    orjson nor PANDA accepts them.
+    """
+    if isinstance(value, str):
+        return path or "." if _SURROGATE.search(value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return where
+            found = lone_surrogate_path(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = lone_surrogate_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _escaped(value: Any) -> Any:
+    """`value` as ASCII JSON text when it holds a lone surrogate (so it can be written anywhere), else as is."""
+    return json.dumps(value)[1:-1] if isinstance(value, str) and _SURROGATE.search(value) else value
+
+
+class UnreadableRow(dict[str, Any]):
+    """A feed row holding a lone surrogate: decode_row refuses it (so the pipeline dead-letters it), and it
+    keeps the row's `seq`, its `id` and the whole `row` as ASCII JSON text, so nothing is lost."""
+
+    reason = ""
+
+    @classmethod
+    def of(cls, row: Any, path: str) -> UnreadableRow:
+        fields = row if isinstance(row, Mapping) else {}
+        kept = cls(seq=_escaped(fields.get("seq")), id=_escaped(fields.get("id")), row=json.dumps(row))
+        kept.reason = (f"document {kept['id']!r} holds a lone UTF-16 surrogate (such as \\ud800) at '{path}': "
+                       "not Unicode text, so it cannot be sent to PANDA; the row is kept as JSON text")
+        return kept
 
 
 def decode_seq(value: Any) -> Seq | None:
@@ -30,7 +79,7 @@ def decode_seq(value: Any) -> Seq | None:
 def decode_row(row: Any, size: int = 0) -> Change:
     """Decode one parsed row of a `_changes` response; `size` is its approximate size on the wire.
 
-    Raises DecodeError when the row is not a JSON object with a string `id`.
+    Raises DecodeError when the row is not a JSON object with a string `id` (or holds a lone surrogate).
     """
     if type(row) is dict:
         change = _decode_plain(row, size)
@@ -60,6 +109,8 @@ def _decode_plain(row: dict[str, Any], size: int) -> Change | None:
 
 
 def _decode_general(row: Any, size: int) -> Change:
+    if isinstance(row, UnreadableRow):
+        raise DecodeError(row.reason, seq=decode_seq(row.get("seq")))
     if not isinstance(row, Mapping):
         raise DecodeError(f"a change row must be a JSON object, got {type(row).__name__}")
     seq = decode_seq(row.get("seq"))

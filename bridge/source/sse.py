@@ -112,7 +112,8 @@ class SseSource:
     server's `retry:` (default: the policy's initial delay); failures (network errors, no bytes within
     `read_timeout`, a cut mid-event, retried statuses) wait for the policy's backoff, at least the server's
     `retry:` or Retry-After. Every wait is clamped to [min_reconnect, max_reconnect] and ends when `stop`
-    is set. Fatal statuses raise (see check_response); so does the last failure after `retry.max_tries`.
+    is set. Fatal statuses raise (see check_response); so does the last failure after `retry.max_tries`,
+    and `guard`, called before every (re)connect, when it raises.
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class SseSource:
         stop: threading.Event,
         session: requests.Session | None = None,
         events: Events = NO_EVENTS,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ConfigError("SSE timeouts must be positive")
@@ -147,6 +149,7 @@ class SseSource:
         self._stop = stop
         self._session = session
         self._events = events
+        self._guard = guard
         self._last_event_id = ""
         self._server_retry: int | None = None
         self._retry_after: float | None = None
@@ -242,7 +245,16 @@ class SseSource:
                 "the stream ended in the middle of an event (the partial event is discarded)"
             )
 
+    def interrupt(self) -> None:
+        """Shut the open connection down (safe from any thread); the stream reconnects unless guarded."""
+        with self._lock:
+            response = self._response
+        if response is not None:
+            abort(response)
+
     def _open(self, session: requests.Session) -> requests.Response:
+        if self._guard is not None:
+            self._guard()  # raises a FatalError when there is no point reconnecting
         headers: dict[str, str | bytes] = {
             **self._headers,
             "Accept": "text/event-stream",

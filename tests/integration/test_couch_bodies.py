@@ -19,12 +19,13 @@ QUICK = RetrySettings(initial_delay=0.01, max_delay=0.05, max_tries=2)
 
 @pytest.fixture
 def proxy(couch_db: CouchDatabase) -> Iterator[FaultProxy]:
-    with FaultProxy(couch_db.server.url) as fault_proxy:
+    with FaultProxy(couch_db.server.base_url) as fault_proxy:
         yield fault_proxy
 
 
 def source(proxy: FaultProxy, couch_db: CouchDatabase) -> CouchSource:
-    return CouchSource(SourceSettings(url=proxy.url, database=couch_db.name), retry=QUICK, stop=threading.Event())
+    settings = SourceSettings(url=couch_db.server.url_via(proxy.url), database=couch_db.name)
+    return CouchSource(settings, retry=QUICK, stop=threading.Event())
 
 
 def test_a_marker_that_is_not_an_object_is_a_protocol_error(proxy: FaultProxy, couch_db: CouchDatabase) -> None:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.couchdb_server import CouchServer
+from tests.support.couch_api import CouchServer
 from tests.support.pipeline import Pipeline, make_docs
 
 KILLS = 24
@@ -58,8 +58,8 @@ class Writer(threading.Thread):
                 doc_id = rng.choice(sorted(self.revs))
                 doc = {"_id": doc_id, "_rev": self.revs[doc_id], "_deleted": True}
             elif self.deleted:
-                doc_id = rng.choice(sorted(self.deleted))
-                doc = {"_id": doc_id, "_rev": self.deleted[doc_id], "first_name": doc_id,
+                doc_id = rng.choice(sorted(self.deleted))  # recreated without a _rev: CouchDB 3 answers a
+                doc = {"_id": doc_id, "first_name": doc_id,   # tombstone's rev with 409, both accept none
                        "last_name": rng.choice(_SURNAMES), "job": {"employer": "E"}}
             else:
                 continue

@@ -15,8 +15,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.couch_api import seq_number
 from tests.support.pipeline import COLUMNS, Pipeline, make_docs, wait_until
 from tests.support.watch import Watched
+
+
+def row_seq(server, seq, pouchdb_seq):
+    """The seq of the row: exactly `pouchdb_seq` on PouchDB; on CouchDB an opaque "N-..." string, whose N
+    depends on how the two shards' rows interleave, so only its range is known."""
+    if server.kind == "pouchdb":
+        return seq == pouchdb_seq
+    return isinstance(seq, str) and 1 <= seq_number(seq) <= 30
 
 
 def by_code(pipeline: Pipeline, docs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -58,10 +67,10 @@ def test_rejected_rows_are_set_aside_listed_and_retried(couch_db, pipeline, pand
     forbidden, short, unmapped = entries[docs[3]["_id"]], entries[docs[8]["_id"]], entries[docs[12]["_id"]]
     assert "external_id can only contain letters, numbers, underscores and dashes" in forbidden["reason"]
     assert forbidden["status"] == 400 and forbidden["external_id"] == "forbidden-1"
-    assert forbidden["row"] == ["First3", "Last3", "Employer 3"] and forbidden["seq"] == 4
+    assert forbidden["row"] == ["First3", "Last3", "Employer 3"] and row_seq(server, forbidden["seq"], 4)
     assert "Got 2 data fields. Expected 3." in short["reason"] and short["row"] == ["First8", "Last8", "Employer 8"]
     assert "no external_id" in unmapped["reason"] and "code" in unmapped["reason"]
-    assert unmapped["seq"] == 13 and unmapped["doc"]["_id"] == docs[12]["_id"]
+    assert row_seq(server, unmapped["seq"], 13) and unmapped["doc"]["_id"] == docs[12]["_id"]
     assert all(entry["time"] for entry in entries.values())
 
     # The bridge keeps running: a later document still arrives.
@@ -102,11 +111,11 @@ def test_a_refusal_that_persists_stays_in_the_file(couch_db, pipeline, panda):
     panda.reject_rows(r"^doc-0000[12]$")
     result = pipeline.once()
     assert result.returncode == 0, result.stderr
-    assert [entry["doc_id"] for entry in letters(pipeline)] == ["doc-00001", "doc-00002"]
+    assert sorted(entry["doc_id"] for entry in letters(pipeline)) == ["doc-00001", "doc-00002"]
 
     retried = cli(pipeline, "deadletter", "retry")  # PANDA still refuses them
     assert retried.returncode == 1, retried.stderr
-    assert [entry["doc_id"] for entry in letters(pipeline)] == ["doc-00001", "doc-00002"]
+    assert sorted(entry["doc_id"] for entry in letters(pipeline)) == ["doc-00001", "doc-00002"]
 
     panda.reject_rows(None)  # PANDA's rule relaxed
     retried = cli(pipeline, "deadletter", "retry")
@@ -120,7 +129,7 @@ def test_a_dataset_whose_columns_changed_under_the_bridge_stops_it(couch_db, pip
     server.bulk_docs(db, make_docs(10))
     watched = Watched(pipeline.start())
     wait_until(lambda: len(pipeline.rows()) == 10, "the backfill arrived", process=watched.process)
-    wait_until(lambda: json.loads(cli(pipeline, "checkpoint", "show").stdout).get("seq") == 10,
+    wait_until(lambda: seq_number(json.loads(cli(pipeline, "checkpoint", "show").stdout).get("seq") or 0) == 10,
                "the backfill was committed")
     before = json.loads(cli(pipeline, "checkpoint", "show").stdout)["seq"]
 

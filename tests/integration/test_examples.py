@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
         ("sse_source.py", [], "Last-Event-ID sent on each connection: [None, '2']"),
     ],
 )
-def test_example_runs(couch_server, script, args, expect):
+def test_example_runs(pouchdb_server, script, args, expect):
+    # The examples start a PouchDB Server of their own (what a new user has after ./dev); the bridge's
+    # behaviour on real CouchDB is what the rest of tests/integration checks on both servers.
     env = dict(os.environ, CI="true")
     result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True,
                             text=True, timeout=180, env=env, stdin=subprocess.DEVNULL, cwd=ROOT)

@@ -1,8 +1,8 @@
 """Issue 3: faults on either side are retried, fatal ones stop the bridge at once, and nothing is lost.
 
-Every test runs the real `bridge` process over HTTP: PouchDB Server (behind tests/support/fault_proxy.py
-where a fault needs it), the PANDA emulator with its fault switches. Each ends with the dataset equal to
-the database. Retry delays are small (FAST) so faults clear quickly.
+Every test runs the real `bridge` process over HTTP: PouchDB Server or real CouchDB (behind
+tests/support/fault_proxy.py where a fault needs it), the PANDA emulator with its fault switches. Each ends
+with the dataset equal to the database. Retry delays are small (FAST) so faults clear quickly.
 
 Every test runs twice, logging text and JSON, with a CouchDB password (the proxy requires it) and the
 PANDA API key configured: every log line of every run is scanned for both (tests/support/secrets.py).
@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from bridge.emulator import DEFAULT_API_KEY, DEFAULT_EMAIL, PandaEmulator
-from tests.support.couchdb_server import CouchServer
+from tests.conftest import fresh_database
+from tests.support.couch_api import CouchDatabase, seq_number
+from tests.support.couchdb_server import PouchServer
 from tests.support.fault_proxy import FaultProxy
 from tests.support.pipeline import Pipeline, make_docs, wait_until
 from tests.support.secrets import SecretScan
@@ -42,48 +44,60 @@ def log_format(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def faulty_pipeline(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path, log_format: str) -> Pipeline:
+def faulty_pipeline(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path, log_format: str,
+                    database: str = DB) -> Pipeline:
     """A pipeline reading CouchDB through `proxy` as USER, its every log scanned for the secrets."""
     extra = copy.deepcopy(FAST)
     extra["source"]["username"] = USER
-    return Pipeline(source_url=proxy.url, database=DB, panda=panda, dir=tmp_path / "bridge", extra=extra,
+    return Pipeline(source_url=proxy.url, database=database, panda=panda, dir=tmp_path / "bridge", extra=extra,
                     environment={"COUCHDB_PASSWORD": PASSWORD}, log_format=log_format, scan=SCAN)
 
 
 @pytest.fixture
-def couch() -> Iterator[CouchServer]:
-    """A server of this test's own: pouchdb-server may die after a _changes request that broke off."""
-    with CouchServer() as server:
-        server.create_db(DB)
-        yield server
+def couch(server_kind: str, request: pytest.FixtureRequest) -> Iterator[CouchDatabase]:
+    """A fresh database: on PouchDB, on a server of this test's own (pouchdb-server may die after a
+    _changes request that broke off); on CouchDB, on the shared server."""
+    if server_kind == "pouchdb":
+        with PouchServer() as server:
+            db = CouchDatabase(server, DB)
+            db.create()
+            yield db
+        return
+    db = fresh_database(request.getfixturevalue("real_couchdb"))
+    try:
+        yield db
+    finally:
+        db.delete()
 
 
 @pytest.fixture
-def proxy(couch: CouchServer) -> Iterator[FaultProxy]:
-    with FaultProxy(couch.url, credentials=(USER, PASSWORD)) as fault_proxy:
+def proxy(couch: CouchDatabase) -> Iterator[FaultProxy]:
+    """Requires USER's password of the bridge, and logs in to the server as its admin (if it has one)."""
+    with FaultProxy(couch.server.url, credentials=(USER, PASSWORD)) as fault_proxy:
         yield fault_proxy
 
 
 @pytest.fixture
-def bridge(proxy: FaultProxy, panda: PandaEmulator, tmp_path: Path, log_format: str) -> Pipeline:
+def bridge(proxy: FaultProxy, couch: CouchDatabase, panda: PandaEmulator, tmp_path: Path,
+           log_format: str) -> Pipeline:
     """A pipeline reading CouchDB through the fault proxy."""
-    return faulty_pipeline(proxy, panda, tmp_path, log_format)
+    return faulty_pipeline(proxy, panda, tmp_path, log_format, couch.name)
 
 
-def churn(server: CouchServer, start: int, count: int = 10) -> None:
+def churn(server: CouchDatabase, start: int, count: int = 10) -> None:
     """Creates, updates and deletes: `count` new documents, three updated, two deleted."""
-    server.bulk_docs(DB, make_docs(count, start=start))
-    live = server.live_docs(DB)
+    server.bulk_docs(make_docs(count, start=start))
+    live = server.live_docs()
     ids = sorted(live)
-    server.bulk_docs(DB, [dict(live[i], last_name=f"Changed{start}") for i in ids[:3]])
-    server.bulk_docs(DB, [{"_id": i, "_rev": live[i]["_rev"], "_deleted": True} for i in ids[-2:]])
+    server.bulk_docs([dict(live[i], last_name=f"Changed{start}") for i in ids[:3]])
+    server.bulk_docs([{"_id": i, "_rev": live[i]["_rev"], "_deleted": True} for i in ids[-2:]])
 
 
-def mirrored(pipeline: Pipeline, server: CouchServer) -> bool:
-    return pipeline.rows() == pipeline.expected(server.live_docs(DB))
+def mirrored(pipeline: Pipeline, server: CouchDatabase) -> bool:
+    return pipeline.rows() == pipeline.expected(server.live_docs())
 
 
-def converge(pipeline: Pipeline, server: CouchServer, watched: Watched, what: str) -> None:
+def converge(pipeline: Pipeline, server: CouchDatabase, watched: Watched, what: str) -> None:
     wait_until(lambda: mirrored(pipeline, server), what, timeout=30, process=watched.process)
 
 
@@ -119,7 +133,7 @@ PANDA_FAULTS = {
 def test_panda_faults_are_retried_until_they_clear(fault, bridge, couch, panda):
     arm, cause = PANDA_FAULTS[fault]
     bridge.extra["panda"] = {"timeout": 1.0}
-    couch.bulk_docs(DB, make_docs(30))
+    couch.bulk_docs(make_docs(30))
     watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
 
@@ -138,26 +152,27 @@ def test_panda_faults_are_retried_until_they_clear(fault, bridge, couch, panda):
 
 def test_couchdb_restarted_mid_follow(persistent_couch, panda, tmp_path, log_format):
     server = persistent_couch
-    server.create_db(DB)
+    db = CouchDatabase(server, DB)
+    db.create()
     proxy = FaultProxy(server.url, credentials=(USER, PASSWORD)).start()  # forwards to the same port throughout
     pipeline = faulty_pipeline(proxy, panda, tmp_path, log_format)
-    server.bulk_docs(DB, make_docs(40))
+    db.bulk_docs(make_docs(40))
     watched = pipeline.watch()
-    converge(pipeline, server, watched, "the backfill arrived")
+    converge(pipeline, db, watched, "the backfill arrived")
 
     server.stop()
     watched.wait_for("retrying reading the changes feed")  # connection refused, retried with backoff
     server.restart()  # same port, same data directory
-    churn(server, start=200)
-    converge(pipeline, server, watched, "the changes after the restart arrived")
+    churn(db, start=200)
+    converge(pipeline, db, watched, "the changes after the restart arrived")
     assert "SourceUnavailable" in watched.log
     assert watched.stop() == 0, watched.log
-    assert mirrored(pipeline, server)
+    assert mirrored(pipeline, db)
     proxy.stop()
 
 
 def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy):
-    couch.bulk_docs(DB, make_docs(40))
+    couch.bulk_docs(make_docs(40))
     # Catching up: one page stalls before its headers, the next after its headers and a few bytes.
     proxy.stall(path="/_changes", after_bytes=None)
     proxy.stall(path="/_changes", after_bytes=25)
@@ -173,7 +188,7 @@ def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy)
     watched.wait_for("caught up")
     proxy.clear_seen()
     proxy.stall(path="/_changes", after_bytes=0)
-    couch.bulk_docs(DB, make_docs(1, start=500))  # ends the open longpoll; the next one stalls
+    couch.bulk_docs(make_docs(1, start=500))  # ends the open longpoll; the next one stalls
     watched.wait_for("FeedInterrupted")
     churn(couch, start=600)
     converge(bridge, couch, watched, "the changes after the stall arrived")
@@ -187,20 +202,21 @@ def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy)
 @pytest.mark.parametrize("clean_end", [False, True], ids=["cut-mid-line", "ended-without-closing-line"])
 def test_a_feed_cut_off_is_read_again_from_the_same_seq(clean_end, bridge, couch, proxy):
     bridge.extra["source"]["page_size"] = 20
-    couch.bulk_docs(DB, make_docs(60))
-    proxy.cut(333, query={"since": "20"}, clean_end=clean_end)  # the second page, mid-row
-    proxy.cut(20, query={"since": "40"}, clean_end=clean_end)
+    couch.bulk_docs(make_docs(60))
+    proxy.cut(333, skip=1, clean_end=clean_end)  # the second page, mid-row (seqs are opaque: count pages)
+    proxy.cut(20, skip=3, clean_end=clean_end)  # the third page, read after the second one's retry
     result = bridge.once()
     assert result.returncode == 0, result.stderr
     assert mirrored(bridge, couch)
     sinces = [query["since"] for query in changes_requests(proxy)]
-    assert sinces[:5] == ["0", "20", "20", "40", "40"]
+    assert sinces[0] == "0" and sinces[1] == sinces[2] != sinces[3] == sinces[4]  # each cut page read again
+    assert [seq_number(since) for since in sinces[:5]] == [0, 20, 20, 40, 40]
     assert "FeedInterrupted" in result.stderr
     assert not bridge.deadletter.exists() or bridge.deadletter.read_text() == ""
 
 
 def test_malformed_lines_are_read_again_or_set_aside(bridge, couch, proxy):
-    couch.bulk_docs(DB, make_docs(30))
+    couch.bulk_docs(make_docs(30))
     proxy.inject(b'\n{"seq": 3, "id": "torn", "doc": {"_id": \n')  # bytes that do not parse: re-read
     proxy.inject(b'{"seq": 7, "changes": [], "note": "no id"},\n', query={"since": "0"})  # not a change
     result = bridge.once()
@@ -214,7 +230,7 @@ def test_malformed_lines_are_read_again_or_set_aside(bridge, couch, proxy):
 
 
 def test_transient_couchdb_answers_are_retried(bridge, couch, proxy):
-    couch.bulk_docs(DB, make_docs(25))
+    couch.bulk_docs(make_docs(25))
     proxy.respond(503, path="/_changes", count=2)
     proxy.respond(429, path="/_changes")
     proxy.respond(500, path="/_changes")
@@ -242,7 +258,7 @@ BODIES = {
 @pytest.mark.parametrize("status", list(FATAL))
 def test_fatal_couchdb_answers_stop_at_once(status, bridge, couch, proxy, panda):
     code, name, text = FATAL[status]
-    couch.bulk_docs(DB, make_docs(10))
+    couch.bulk_docs(make_docs(10))
     proxy.respond(status, path="/_changes", count=None, body=BODIES.get(status))
     result = bridge.once()
     assert result.returncode == code, result.stderr
@@ -258,7 +274,7 @@ def test_fatal_couchdb_answers_stop_at_once(status, bridge, couch, proxy, panda)
 
 
 def test_couchdb_refusing_the_credentials_at_start(bridge, couch, proxy):
-    couch.bulk_docs(DB, make_docs(5))
+    couch.bulk_docs(make_docs(5))
     proxy.respond(401, count=None, body={"error": "unauthorized", "reason": "Name or password is incorrect."})
     result = bridge.once()
     assert result.returncode == 3, result.stderr
@@ -270,7 +286,7 @@ def test_couchdb_refusing_the_credentials_at_start(bridge, couch, proxy):
 
 
 def test_panda_unknown_user_stops_at_start(bridge, couch, panda):
-    couch.bulk_docs(DB, make_docs(5))
+    couch.bulk_docs(make_docs(5))
     bridge.extra["panda"] = {"email": "nobody@example.com"}
     result = bridge.once()
     assert result.returncode == 3, result.stderr
@@ -284,7 +300,7 @@ def test_panda_unknown_user_stops_at_start(bridge, couch, panda):
 
 
 def test_panda_refusing_the_credentials_mid_run_stops_at_once(bridge, couch, panda):
-    couch.bulk_docs(DB, make_docs(10))
+    couch.bulk_docs(make_docs(10))
     watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
     panda.add_user(DEFAULT_EMAIL, DEFAULT_API_KEY, active=False)  # the user is deactivated
@@ -304,10 +320,11 @@ def test_panda_refusing_the_credentials_mid_run_stops_at_once(bridge, couch, pan
 
 
 def test_sigterm_mid_retry_exits_0_without_passing_unacknowledged_rows(bridge, couch, panda):
-    couch.bulk_docs(DB, make_docs(20))
+    couch.bulk_docs(make_docs(20))
     watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
-    wait_until(lambda: checkpoint(bridge)["seq"] == couch.db_info(DB)["update_seq"], "the backfill was committed")
+    wait_until(lambda: seq_number(checkpoint(bridge)["seq"]) == seq_number(couch.db_info()["update_seq"]),
+               "the backfill was committed")
     before = checkpoint(bridge)
 
     panda.lock(bridge.dataset)  # for good: only an operator could clear it
@@ -327,13 +344,13 @@ def test_sigterm_mid_retry_exits_0_without_passing_unacknowledged_rows(bridge, c
 
 def test_a_second_sigint_exits_at_once(bridge, couch, panda):
     bridge.extra["panda"] = {"timeout": 120.0}
-    couch.bulk_docs(DB, make_docs(10))
+    couch.bulk_docs(make_docs(10))
     watched = bridge.watch()
     converge(bridge, couch, watched, "the backfill arrived")
 
     panda.clear_requests()
     panda.slow_replies(60.0, count=1)  # the next write is answered a minute late
-    couch.bulk_docs(DB, make_docs(5, start=700))
+    couch.bulk_docs(make_docs(5, start=700))
     wait_until(lambda: any(r.method == "PUT" for r in panda.requests), "the slow write was received",
                process=watched.process)
     watched.signal(signal.SIGINT)
@@ -351,17 +368,17 @@ def test_a_second_sigint_exits_at_once(bridge, couch, panda):
 
 
 def test_a_recreated_database_is_refused_until_the_checkpoint_is_reset(bridge, couch, panda):
-    couch.bulk_docs(DB, make_docs(30))
+    couch.bulk_docs(make_docs(30))
     assert bridge.once().returncode == 0
     assert mirrored(bridge, couch)
 
-    couch.delete_db(DB)
-    couch.create_db(DB)
+    couch.delete()
+    couch.create()
     docs = make_docs(30)
     for doc in docs:
         doc["last_name"] = "Reborn"
-    results = couch.bulk_docs(DB, docs)
-    couch.bulk_docs(DB, [{"_id": r["id"], "_rev": r["rev"], "_deleted": True} for r in results[-5:]])
+    results = couch.bulk_docs(docs)
+    couch.bulk_docs([{"_id": r["id"], "_rev": r["rev"], "_deleted": True} for r in results[-5:]])
     panda.clear_requests()
     result = bridge.once()
     assert result.returncode == 5, result.stderr
@@ -380,7 +397,7 @@ def test_a_recreated_database_is_refused_until_the_checkpoint_is_reset(bridge, c
     ("mapping", "columns", ["first_name", "last_name", "employer", "n"], "mapping"),
 ])
 def test_a_checkpoint_of_another_pipeline_is_refused(section, key, value, differs, bridge, couch, panda):
-    couch.bulk_docs(DB, make_docs(10))
+    couch.bulk_docs(make_docs(10))
     assert bridge.once().returncode == 0
     good = bridge.config.read_text()
     other = dataclasses.replace(bridge, extra=copy.deepcopy(bridge.extra))

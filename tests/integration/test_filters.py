@@ -91,7 +91,8 @@ def test_doc_ids_filter_runs_in_the_server(couch_db, pipeline, panda):
     once(pipeline)
     assert pipeline.rows() == expected()
     assert len(pipeline.rows()) == 4
-    assert "filter=_doc_ids" in server.log_tail(400)
+    if server.logs_requests:
+        assert "filter=_doc_ids" in server.log_tail(400)
 
     panda.clear_requests()
     process = pipeline.start()
@@ -128,8 +129,9 @@ def test_design_document_filter_with_params(couch_db, pipeline, panda):
     once(pipeline)
     assert pipeline.rows() == expected()
     assert set(pipeline.rows()) == {expected_id("p:1"), expected_id("p:2")}
-    log = server.log_tail(400)
-    assert "filter=app%2Fonly_people" in log and "type=person" in log
+    if server.logs_requests:
+        log = server.log_tail(400)
+        assert "filter=app%2Fonly_people" in log and "type=person" in log
 
     panda.clear_requests()
     delete(server, db, [p1, o1])

@@ -321,6 +321,8 @@ def test_tombstones_delete_unknown_rows_when_the_dataset_predates_the_record(cou
     assert pipeline.rows() == rows_for(pipeline, server.live_docs(db))
 
 
+@pytest.mark.only_on("pouchdb", reason="arranges its race by finding PouchDB's integer seq of 'flash' in the server's "
+                     "request log; CouchDB's seq strings for one position differ between reads")
 def test_document_created_and_deleted_within_one_batch_sends_nothing(couch_db, pipeline, panda):
     """Catch-up pages of one row; the first batch (30 documents) is held by a locked dataset while the reader
     has already read `flash`'s creation; `flash` is then deleted, so the next batch holds its creation and its

@@ -127,8 +127,8 @@ def test_readyz_says_when_the_source_is_unavailable(couch_db, panda, tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server.bulk_docs(db, make_docs(20))
-    with FaultProxy(server.url) as proxy:
-        pipeline = Pipeline(source_url=proxy.url, database=db, panda=panda, dir=tmp_path / "bridge",
+    with FaultProxy(server.base_url) as proxy:
+        pipeline = Pipeline(source_url=server.url_via(proxy.url), database=db, panda=panda, dir=tmp_path / "bridge",
                             extra={"http": {"listen": f"127.0.0.1:{port}"},
                                    "retry": {"initial_delay": 0.05, "max_delay": 0.3}})
         watched = Watched(pipeline.start())

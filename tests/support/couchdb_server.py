@@ -1,7 +1,8 @@
-"""Runs PouchDB Server, the suite's CouchDB stand-in, on a free 127.0.0.1 port, with small HTTP helpers.
+"""Runs PouchDB Server, the suite's first CouchDB-protocol server, on a free 127.0.0.1 port.
 
 Install it with `./dev test` (npm ci in tests/support/couchdb). The stand-in's quirks are listed in the
-shared CouchDB reference, section 9; the helpers here stay clear of them (identity encoding, feed=normal).
+shared CouchDB reference, section 9; the helpers (couch_api.py) stay clear of them (identity encoding,
+feed=normal). Real CouchDB, the second server, is in real_couchdb.py.
 """
 
 from __future__ import annotations
@@ -12,36 +13,28 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
-__all__ = ["CouchDatabase", "CouchServer", "CouchServerError", "SERVER_BIN"]
+from tests.support.couch_api import CouchDatabase, CouchServer, CouchServerError, free_port
+
+__all__ = ["CouchDatabase", "CouchServer", "CouchServerError", "PouchServer", "SERVER_BIN", "free_port"]
 
 SERVER_BIN = Path(__file__).resolve().parent / "couchdb" / "node_modules" / ".bin" / "pouchdb-server"
-_HEADERS = {"Accept-Encoding": "identity", "Accept": "application/json"}
-_TIMEOUT = (5.0, 30.0)  # connect, read: every helper call is bounded
 _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 40
 
-_running: set[CouchServer] = set()
+_running: set[PouchServer] = set()
 _workdirs: set[Path] = set()  # removed at exit even if a caller forgot close()
 
 
-class CouchServerError(RuntimeError):
-    """The test server could not be started, or a helper request got an unexpected status."""
-
-
-class CouchServer:
+class PouchServer(CouchServer):
     """One pouchdb-server process: in memory by default, or persistent in `data_dir` (kept across restart()).
 
     The process runs in its own process group, with a temporary working directory it owns (pouchdb-server
@@ -50,24 +43,30 @@ class CouchServer:
     thread that lives as long as the server should, e.g. pytest's own).
     """
 
+    kind = "pouchdb"
+    logs_requests = True
+
     def __init__(self, data_dir: Path | None = None, *, start_timeout: float = 30.0) -> None:
+        super().__init__()
         self.data_dir = data_dir
         self.start_timeout = start_timeout
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_start = 0  # offset in server.out where the current process's output begins
-        self._http = requests.Session()
-        self._http.headers.update(_HEADERS)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
         """Base URL with a trailing slash, e.g. http://127.0.0.1:41234/."""
         if self._port is None:
             raise CouchServerError("server was never started")
         return f"http://127.0.0.1:{self._port}/"
+
+    @property
+    def label(self) -> str:
+        return "PouchDB Server 4.2.0 (npm, in memory)"
 
     @property
     def port(self) -> int:
@@ -87,7 +86,7 @@ class CouchServer:
         """True while the process is alive (it may still be starting)."""
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> CouchServer:
+    def start(self) -> PouchServer:
         """Start on a fresh free port (retrying on a port race) and wait until `GET /` answers."""
         if self.running:
             raise CouchServerError("server already running at %s" % self.url)
@@ -101,7 +100,7 @@ class CouchServer:
                 errors.append(str(exc))
         raise CouchServerError("no free port after %d attempts: %s" % (_PORT_ATTEMPTS, "; ".join(errors)))
 
-    def restart(self) -> CouchServer:
+    def restart(self) -> PouchServer:
         """Stop, then start again on the same port (and the same data directory, if persistent)."""
         self.stop()
         deadline = time.monotonic() + self.start_timeout
@@ -143,61 +142,11 @@ class CouchServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> CouchServer:
+    def __enter__(self) -> PouchServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    # -- HTTP helpers (for arranging and asserting; the bridge has its own client) ------------------------
-
-    def create_db(self, name: str) -> None:
-        self._request("PUT", _quote(name), ok=(201, 202))
-
-    def delete_db(self, name: str, *, missing_ok: bool = True) -> None:
-        self._request("DELETE", _quote(name), ok=(200, 202, 404) if missing_ok else (200, 202))
-
-    def put_doc(self, db: str, doc: Mapping[str, Any]) -> dict[str, Any]:
-        """Create or update one document (`_rev` needed to update); returns {"ok", "id", "rev"}."""
-        if "_id" in doc:
-            return self._request("PUT", "%s/%s" % (_quote(db), _doc_path(str(doc["_id"]))), json=doc,
-                                 ok=(201, 202))
-        return self._request("POST", _quote(db), json=doc, ok=(201, 202))
-
-    def get_doc(self, db: str, doc_id: str) -> dict[str, Any] | None:
-        """The current revision of a document, or None when it is missing or deleted."""
-        resp = self._send("GET", "%s/%s" % (_quote(db), _doc_path(doc_id)))
-        if resp.status_code == 404:
-            return None
-        return _checked(resp, (200,))
-
-    def delete_doc(self, db: str, doc_id: str) -> dict[str, Any]:
-        """Delete the current revision of a document; returns {"ok", "id", "rev"} of the tombstone."""
-        current = self.get_doc(db, doc_id)
-        if current is None:
-            raise CouchServerError("cannot delete %r in %r: no such document" % (doc_id, db))
-        return self._request("DELETE", "%s/%s" % (_quote(db), _doc_path(doc_id)),
-                             params={"rev": current["_rev"]}, ok=(200, 202))
-
-    def bulk_docs(self, db: str, docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """POST _bulk_docs; returns the per-document results (each has "id" and "rev", or "error")."""
-        result = self._request_any("POST", "%s/_bulk_docs" % _quote(db), json={"docs": list(docs)},
-                                   ok=(201, 202))
-        if not isinstance(result, list):
-            raise CouchServerError("_bulk_docs answered %r" % (result,))
-        return result
-
-    def changes_all(self, db: str, *, include_docs: bool = True) -> dict[str, Any]:
-        """The whole normal feed, {"results": [...], "last_seq": ...}, seqs as the server sent them."""
-        params = {"feed": "normal", "style": "main_only", "include_docs": "true" if include_docs else "false"}
-        return self._request("GET", "%s/_changes" % _quote(db), params=params, ok=(200,))
-
-    def live_docs(self, db: str) -> dict[str, dict[str, Any]]:
-        """Every non-deleted document by id, read from the feed (pouchdb's _all_docs skips ids >= U+0100)."""
-        return {row["id"]: row["doc"] for row in self.changes_all(db)["results"] if not row.get("deleted")}
-
-    def db_info(self, db: str) -> dict[str, Any]:
-        return self._request("GET", _quote(db), ok=(200,))
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -263,64 +212,9 @@ class CouchServer:
                 proc.wait(timeout)
         self._http.close()  # drop pooled keep-alive connections to the old process
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self._http.request(method, self.url + path, timeout=_TIMEOUT, **kwargs)
-
-    def _request_any(self, method: str, path: str, *, ok: tuple[int, ...], **kwargs: Any) -> Any:
-        return _checked_any(self._send(method, path, **kwargs), ok)
-
-    def _request(self, method: str, path: str, *, ok: tuple[int, ...], **kwargs: Any) -> dict[str, Any]:
-        return _checked(self._send(method, path, **kwargs), ok)
-
-
-@dataclass(frozen=True)
-class CouchDatabase:
-    """A database on a test server (what the `couch_db` fixture yields)."""
-
-    server: CouchServer
-    name: str
-
-    @property
-    def url(self) -> str:
-        """The database URL without a trailing slash, e.g. http://127.0.0.1:41234/t_0f3c..."""
-        return self.server.url + self.name
-
 
 class _PortTaken(Exception):
     pass
-
-
-def free_port() -> int:
-    """A port the kernel just handed out; another process may still grab it, hence the retries."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
-
-
-def _doc_path(doc_id: str) -> str:
-    for prefix in ("_design/", "_local/"):
-        if doc_id.startswith(prefix):
-            return prefix + _quote(doc_id[len(prefix):])
-    return _quote(doc_id)
-
-
-def _checked_any(resp: requests.Response, ok: tuple[int, ...]) -> Any:
-    if resp.status_code not in ok:
-        raise CouchServerError("%s %s -> %d %s" % (resp.request.method, resp.url, resp.status_code,
-                                                   resp.text[:500]))
-    return resp.json() if resp.content else {}
-
-
-def _checked(resp: requests.Response, ok: tuple[int, ...]) -> dict[str, Any]:
-    body = _checked_any(resp, ok)
-    if not isinstance(body, dict):
-        raise CouchServerError("expected a JSON object from %s, got %r" % (resp.url, body))
-    return body
 
 
 def _die_with_parent(parent_pid: int) -> Any:

@@ -6,8 +6,9 @@ act on the next `count` requests whose path contains `path` (any path when None)
 `query`, in the order armed: answer a status, stall (headers, some bytes, then silence), cut a body after
 N bytes, inject bytes into a `_changes` body, refuse (reset at once). Every request is recorded on arrival.
 stop() ends everything, stalled answers included. With `credentials`, it plays a CouchDB that requires them:
-a request without that Basic authorization is answered 401, and the header is removed before forwarding (so
-a test can give the bridge a real password while the upstream PouchDB Server runs without users).
+a request without that Basic authorization is answered 401, and the header is replaced before forwarding by
+the login in `upstream`'s URL, or removed (so a test can give the bridge a password of its own while the
+upstream runs without users, or with an admin). Without `credentials` the client's authorization goes through.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
@@ -66,8 +67,13 @@ class _Switch:
     after_bytes: int | None = None
     data: bytes = b""
     clean_end: bool = False
+    skip: int = 0
+    """Matching requests to let through untouched first."""
+    method: str | None = None
 
-    def matches(self, path: str, query: dict[str, str]) -> bool:
+    def matches(self, method: str, path: str, query: dict[str, str]) -> bool:
+        if self.method is not None and self.method != method:
+            return False
         if self.path is not None and self.path not in path:
             return False
         return self.query is None or all(query.get(k) == v for k, v in self.query.items())
@@ -80,6 +86,10 @@ class FaultProxy:
         parts = urlsplit(upstream)
         self.authorization = ("Basic " + base64.b64encode(":".join(credentials).encode()).decode()
                               if credentials else None)
+        # Credentials in `upstream` are what the proxy itself sends on (real CouchDB needs a login).
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        self.upstream_authorization = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                                       if parts.username else None)
         if parts.hostname is None or parts.port is None:
             raise ValueError("upstream must be http://host:port/, got %r" % upstream)
         self.upstream = (parts.hostname, parts.port)
@@ -127,12 +137,13 @@ class FaultProxy:
     # -- switches ----------------------------------------------------------------------------------------
 
     def respond(self, status: int, *, count: int | None = 1, path: str | None = None,
-                query: dict[str, str] | None = None, body: Any = None) -> None:
-        """Answer `status` with a CouchDB-shaped error body (or `body`, JSON-encoded unless bytes)."""
+                query: dict[str, str] | None = None, body: Any = None, method: str | None = None) -> None:
+        """Answer `status` with a CouchDB-shaped error body (or `body`, JSON-encoded unless bytes), to
+        requests of `method` only when given (a read-only gateway answers 403 to every PUT)."""
         if body is None:
             body = {"error": _REASONS.get(status, "error"), "reason": "injected by the fault proxy"}
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
-        self._arm(_Switch("respond", count, path, query, status=status, body=raw))
+        self._arm(_Switch("respond", count, path, query, status=status, body=raw, method=method))
 
     def stall(self, *, count: int | None = 1, path: str | None = None, query: dict[str, str] | None = None,
               after_bytes: int | None = 0) -> None:
@@ -140,10 +151,11 @@ class FaultProxy:
         self._arm(_Switch("stall", count, path, query, after_bytes=after_bytes))
 
     def cut(self, after_bytes: int, *, count: int | None = 1, path: str | None = "/_changes",
-            query: dict[str, str] | None = None, clean_end: bool = False) -> None:
+            query: dict[str, str] | None = None, clean_end: bool = False, skip: int = 0) -> None:
         """Forward the first `after_bytes` body bytes, then reset the connection (no chunked terminator);
-        with `clean_end`, end the response properly instead: a body that simply lacks its closing part."""
-        self._arm(_Switch("cut", count, path, query, after_bytes=after_bytes, clean_end=clean_end))
+        with `clean_end`, end the response properly instead: a body that simply lacks its closing part.
+        `skip` lets that many matching requests through first (to reach a page whose seq is opaque)."""
+        self._arm(_Switch("cut", count, path, query, after_bytes=after_bytes, clean_end=clean_end, skip=skip))
 
     def inject(self, data: bytes, *, count: int | None = 1, path: str | None = "/_changes",
                query: dict[str, str] | None = None) -> None:
@@ -166,16 +178,23 @@ class FaultProxy:
         with self._lock:
             self._switches.append(switch)
 
-    def _take(self, path: str, query: dict[str, str]) -> _Switch | None:
+    def _take(self, method: str, path: str, query: dict[str, str]) -> _Switch | None:
+        """The first armed switch matching this request; every matching switch still skipping counts it."""
+        taken = None
         with self._lock:
-            for switch in self._switches:
-                if switch.matches(path, query):
+            for switch in list(self._switches):
+                if not switch.matches(method, path, query):
+                    continue
+                if switch.skip > 0:
+                    switch.skip -= 1
+                    continue
+                if taken is None:
+                    taken = switch
                     if switch.count is not None:
                         switch.count -= 1
                         if switch.count == 0:
                             self._switches.remove(switch)
-                    return switch
-        return None
+        return taken
 
     @property
     def armed(self) -> int:
@@ -234,7 +253,7 @@ class _Handler(TrackedHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         query = dict(parse_qsl(split.query))
-        switch = self._proxy._take(split.path, query)
+        switch = self._proxy._take(self.command, split.path, query)
         seen = Seen(self.command, split.path, query, switch.kind if switch is not None else None, None,
                     time.monotonic())
         self._proxy._record(seen)
@@ -266,7 +285,12 @@ class _Handler(TrackedHandler):
         host, port = self._proxy.upstream
         upstream = http.client.HTTPConnection(host, port, timeout=_UPSTREAM_TIMEOUT)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"authorization"}}
+            # Playing a CouchDB with its own users, the proxy sends its upstream login instead of the client's;
+            # otherwise the client's own authorization goes through (a wrong password reaches the server).
+            dropped = _HOP_BY_HOP | ({"authorization"} if self._proxy.authorization is not None else set())
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+            if self._proxy.authorization is not None and self._proxy.upstream_authorization is not None:
+                headers["Authorization"] = self._proxy.upstream_authorization
             headers["Host"] = "%s:%d" % (host, port)
             try:
                 upstream.request(self.command, self.path, body=body or None, headers=headers)
