@@ -1,8 +1,8 @@
 """Databases found by pattern: one pipeline per matching database, new ones started, deleted ones stopped.
 
-Needs `_all_dbs` and `_db_updates`: it runs on real CouchDB 3.4.3 (tests/support/couchdb3.py) and is skipped on
-PouchDB Server, which answers `_db_updates` with 400. CouchDB 3 serves `_db_updates` once the `_global_changes`
-database exists, so the test creates it.
+Needs `_all_dbs` and `_db_updates`: it runs on real CouchDB 3.4.3 (the `couch_server` parameter `couchdb`)
+and is skipped on PouchDB Server, which answers `_db_updates` with 400. CouchDB 3 serves `_db_updates` once
+the `_global_changes` database exists, so the test creates it.
 """
 
 from __future__ import annotations
@@ -10,38 +10,12 @@ from __future__ import annotations
 import json
 import signal
 import uuid
-from typing import Any
 
 import pytest
 import requests
 
-from tests.support.couchdb3 import RealCouch
 from tests.support.fleet import Fleet, docs
 from tests.support.pipeline import wait_until
-
-
-class _Real:
-    """RealCouch with the two helpers this test uses that it lacks."""
-
-    def __init__(self, server: RealCouch) -> None:
-        self.server = server
-        self.url = server.url
-
-    def create_db(self, name: str) -> None:
-        self.server.create_db(name)
-
-    def delete_db(self, name: str) -> None:
-        self.server.request("DELETE", "/" + name, ok=(200, 202, 404))
-
-    def bulk_docs(self, db: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.server.bulk_docs(db, docs)
-
-
-@pytest.fixture(params=["pouchdb", "couchdb"])
-def server(request: pytest.FixtureRequest) -> Any:
-    if request.param == "couchdb":
-        return _Real(request.getfixturevalue("real_couch"))
-    return request.getfixturevalue("couch_server")
 
 
 def _require_database_listing(server) -> None:
@@ -54,19 +28,17 @@ def _require_database_listing(server) -> None:
 
 
 @pytest.fixture
-def named(server):
+def named(couch_server):
     """A unique prefix for this test's databases; every database starting with it is deleted afterwards."""
-    _require_database_listing(server)
-    prefix = getattr(server, "db_prefix", "t_") + uuid.uuid4().hex[:8] + "_"
+    _require_database_listing(couch_server)
+    prefix = couch_server.db_prefix + uuid.uuid4().hex[:8] + "_"
     yield prefix
-    listing = requests.get(server.url.rstrip("/") + "/_all_dbs", timeout=10).json()
-    for name in listing:
+    for name in couch_server.all_dbs():
         if name.startswith(prefix):
-            server.delete_db(name)
+            couch_server.delete_db(name)
 
 
-def test_pattern_follows_created_and_deleted_databases(server, panda, tmp_path, named):
-    couch_server = server
+def test_pattern_follows_created_and_deleted_databases(couch_server, panda, tmp_path, named):
     matching = [f"{named}el-{letter}" for letter in "abc"]
     for name in [*matching, f"{named}other"]:
         couch_server.create_db(name)

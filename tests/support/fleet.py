@@ -86,9 +86,9 @@ class Fleet:
 
 
 @contextmanager
-def databases(server: CouchServer, count: int, prefix: str = "t_") -> Iterator[list[str]]:
-    """`count` fresh databases on the shared server, deleted afterwards."""
-    names = [f"{prefix}{uuid.uuid4().hex[:12]}" for _ in range(count)]
+def databases(server: CouchServer, count: int) -> Iterator[list[str]]:
+    """`count` fresh databases on the shared server (with its prefix), deleted afterwards."""
+    names = [f"{server.db_prefix}{uuid.uuid4().hex[:12]}" for _ in range(count)]
     for name in names:
         server.create_db(name)
     try:
