@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge import __version__, stopping
-from bridge.config.loader import load_settings, parse_override
+from bridge.config.loader import parse_override
+from bridge.config.pipelines import Pipeline, PipelineConfig, load_pipelines
 from bridge.config.settings import Settings
+from bridge.config.shard import parse_shard
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.check import report, run_checks
 from bridge.ops.config_show import render_settings
@@ -31,6 +33,7 @@ from bridge.ops.observe import observed
 from bridge.ops.status import gather_status, render_status
 from bridge.run.builder import Bridge, parse_since
 from bridge.run.delivery import RunStats
+from bridge.run.fleet import resolve, run_fleet
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.state.lock import InstanceLock
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
                              "(repeatable, e.g. --set batch.max_changes=500)")
     for option, key, text in _SHORTCUTS:
         common.add_argument(option, dest=key, metavar="VALUE", help=f"{text} (same as --set {key}=...)")
+    common.add_argument("--pipeline", dest="pipelines", action="append", default=[], metavar="NAME",
+                        help="act on this pipeline of the file only (repeatable; default: every pipeline)")
+    common.add_argument("--shard", default=os.environ.get("BRIDGE_SHARD", "0/1"), metavar="K/N",
+                        help="only the pipelines whose name hashes to K of N (env BRIDGE_SHARD; README, "
+                             "\"Past one machine\")")
     common.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (env BRIDGE_LOG_LEVEL)")
     common.add_argument("--log-format", default=os.environ.get("BRIDGE_LOG_FORMAT") or None, choices=["text", "json"],
@@ -100,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
                             help="serve /metrics, /healthz and /readyz there (same as --set http.listen=...)")
         mirror.add_argument("--no-progress", action="store_true",
                             help="no progress bar on the terminal (the periodic progress log line stays)")
+        mirror.add_argument("--fail-fast", action="store_true",
+                            help="with several pipelines: stop them all on the first one's fatal error")
         mirror.add_argument("--dry-run", action="store_true",
                             help="read, map and plan, print what would be sent, and write nothing anywhere")
     status = commands.add_parser("status", **shared, help="the checkpoint, how far behind, and whether it runs")
@@ -139,12 +149,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("run", "once"):
         stopping.release()  # a stop of these is not a clean end: Ctrl-C is KeyboardInterrupt (exit 130)
     try:
-        if args.command == "check":
-            return check_command(args)
         # Reading the local state (and, for status, the source) sends nothing to PANDA: no API key needed.
         reads_state = args.command == "status" or (
             args.command in ("checkpoint", "deadletter") and args.action in ("show", "list"))
-        settings = _settings(args, secrets=not reads_state)
+        if args.command == "check":
+            chosen = _chosen(args, secrets=True, check=True)
+            if isinstance(chosen, int):
+                return chosen
+        else:
+            chosen = _chosen(args, secrets=not reads_state)
+        assert not isinstance(chosen, int)
+        config, pipelines = chosen
+        if len(pipelines) != 1 or config.patterns or (args.command == "status" and pipelines[0].table):
+            return many_command(args, config, pipelines)
+        settings = pipelines[0].settings
+        if args.command == "check":
+            return check_command(args, settings)
         _configure_for(settings, args)
         if args.command in ("run", "once"):
             return run_bridge(settings, args.since, follow=args.command == "run", dry_run=args.dry_run,
@@ -179,7 +199,75 @@ def _configure_for(settings: Settings, args: argparse.Namespace) -> None:
                       fields={"pipeline": settings.panda.dataset})
 
 
-def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
+def _chosen(args: argparse.Namespace, *, secrets: bool, check: bool = False
+            ) -> tuple[PipelineConfig, list[Pipeline]] | int:
+    """The configuration and the pipelines this command acts on (`--pipeline`, `--shard`, patterns expanded).
+
+    For `check`, a configuration error is printed as a failed check and its exit code returned.
+    """
+    try:
+        config = load_pipelines(args.config, _overrides(args), secrets=secrets)
+        pipelines = resolve(config, args.pipelines, parse_shard(args.shard))
+    except ConfigError as exc:
+        if not check:
+            raise
+        print(f"FAIL  configuration: {exc}", flush=True)
+        return exc.exit_code
+    return config, pipelines
+
+
+def many_command(args: argparse.Namespace, config: PipelineConfig, pipelines: list[Pipeline]) -> int:
+    """A command over the several pipelines of one file (or over a file with [pipelines] for status)."""
+    if args.command in ("run", "once"):
+        if args.dry_run:
+            raise ConfigError("--dry-run takes one pipeline: name it with --pipeline")
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from None
+        log_format = args.log_format or (pipelines[0].settings.log.format if pipelines else "text")
+        configure_logging(args.log_level, log_format, secrets=_secrets_of(pipelines))
+        listen = getattr(args, "http.listen", None) or (pipelines[0].settings.http.listen if pipelines else "")
+        return run_fleet(config, pipelines, since, follow=args.command == "run", fail_fast=args.fail_fast,
+                         listen=listen, names=args.pipelines, shard=parse_shard(args.shard))
+    if args.command == "status":
+        statuses = [gather_status(p.settings) | {"pipeline": p.name} for p in pipelines]
+        if args.json:
+            print(json.dumps(statuses, ensure_ascii=False))
+        else:
+            print("\n".join(render_status(status) for status in statuses))
+        return 0
+    if args.command == "check":
+        codes = []
+        for pipeline in pipelines:
+            print(f"pipeline {pipeline.name}:", flush=True)
+            codes.append(report(run_checks(pipeline.settings), sys.stdout))
+        return next((code for code in codes if code), 0)
+    if args.command == "config":
+        for pipeline in pipelines:
+            print(f"# pipeline {pipeline.name}\n{render_settings(pipeline.settings)}", end="")
+        return 0
+    if args.command == "verify":
+        codes = []
+        for pipeline in pipelines:
+            print(f"pipeline {pipeline.name}:", flush=True)
+            codes.append(verify_command(pipeline.settings, as_json=args.json, examples=args.examples))
+        return max(codes, default=0)
+    names = ", ".join(p.name for p in pipelines)
+    what = " ".join([args.command, *([args.action] if hasattr(args, "action") else [])])
+    raise ConfigError(f"`bridge {what}` acts on one pipeline and this file has several ({names}): "
+                      "name it with --pipeline NAME")
+
+
+def _secrets_of(pipelines: list[Pipeline]) -> tuple[str, ...]:
+    found: list[str] = []
+    for pipeline in pipelines:
+        settings = pipeline.settings
+        found += [settings.source.password, settings.panda.api_key, urlsplit(settings.source.url).password or ""]
+    return tuple(dict.fromkeys(secret for secret in found if secret))
+
+
+def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
     overrides: dict[tuple[str, str], Any] = {}
     for text in args.overrides:
         section, key, value = parse_override(text)
@@ -189,7 +277,8 @@ def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
         if value is not None:
             section, key = dotted.split(".")
             overrides[(section, key)] = value
-    return load_settings(args.config, overrides, secrets=secrets)
+    return overrides
+
 
 
 def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bool = False,
@@ -236,13 +325,8 @@ def status_command(settings: Settings, *, as_json: bool) -> int:
     return 0
 
 
-def check_command(args: argparse.Namespace) -> int:
+def check_command(args: argparse.Namespace, settings: Settings) -> int:
     """`bridge check`: each start-up check and its result; the exit code `run` would stop with."""
-    try:
-        settings = _settings(args)
-    except ConfigError as exc:
-        print(f"FAIL  configuration: {exc}", flush=True)
-        return exc.exit_code
     _configure_for(settings, args)
     print(f"ok    configuration: {args.config or 'defaults, options and environment'}", flush=True)
     return report(run_checks(settings), sys.stdout)

@@ -31,7 +31,7 @@ from bridge.config.settings import (
 )
 from bridge.errors import ConfigError
 
-__all__ = ["load_settings", "parse_override"]
+__all__ = ["load_settings", "read_config", "build_settings", "parse_override", "SECTIONS"]
 
 _SECTIONS: dict[str, type] = {
     "source": SourceSettings,
@@ -44,6 +44,8 @@ _SECTIONS: dict[str, type] = {
     "http": HttpSettings,
     "log": LogSettings,
 }
+SECTIONS = frozenset(_SECTIONS)
+"""The section names a pipeline may hold."""
 _SECRETS = {("source", "password"): "COUCHDB_PASSWORD", ("panda", "api_key"): "PANDA_API_KEY"}
 
 
@@ -84,8 +86,24 @@ def load_settings(
     `secrets` False is for commands that only read the local state (`checkpoint show`, `deadletter list`):
     the PANDA API key may then be missing (it stays ""), since nothing is sent to PANDA.
     """
+    raw = read_config(path) if path else {}
+    return build_settings(raw, overrides, env, secrets=secrets)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict; raises ConfigError when it is missing or not TOML."""
+    return _read_file(path)
+
+
+def build_settings(
+    raw: Mapping[str, Any],
+    overrides: Mapping[tuple[str, str], Any] = {},
+    env: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
+) -> Settings:
+    """Settings from the sections of one pipeline (`raw`), the environment's secrets and the overrides."""
     env = os.environ if env is None else env
-    raw = _read_file(path) if path else {}
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")

@@ -167,6 +167,8 @@ class PandaSettings:
     """The name given to a dataset the bridge creates; defaults to the slug."""
     timeout: float = 30.0
     """Seconds to wait for any PANDA response."""
+    max_concurrent_requests: int = 1
+    """Requests in flight at once to this PANDA, shared by every pipeline of the process writing to it."""
 
     def __post_init__(self) -> None:
         _check_http_url("panda", self.url)
@@ -188,6 +190,8 @@ class PandaSettings:
             raise ConfigError(f"[panda] dataset must be a slug of letters, digits, _ and -, got {self.dataset!r}")
         if self.timeout <= 0:
             raise ConfigError("[panda] timeout must be positive")
+        if self.max_concurrent_requests < 1:
+            raise ConfigError("[panda] max_concurrent_requests must be at least 1")
 
 
 @dataclass(frozen=True)

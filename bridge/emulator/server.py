@@ -108,6 +108,10 @@ class PandaEmulator:
         self._recorded_lock = threading.Lock()
         self._stopping = threading.Event()
         self._on_write: Callable[[str, str], None] | None = None
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self.peak_concurrent_requests = 0
+        """The most API requests ever being answered at once (PANDA serves one at a time)."""
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.add_user(DEFAULT_EMAIL, DEFAULT_API_KEY)
@@ -239,6 +243,16 @@ class PandaEmulator:
 
     def serve(self, req: Request) -> Response:
         """Answer one API request with faults, latency and slow replies applied, and record it."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+            self.peak_concurrent_requests = max(self.peak_concurrent_requests, self._in_flight)
+        try:
+            return self._serve(req)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def _serve(self, req: Request) -> Response:
         arrived = time.time()
         is_write = req.method in _WRITES
         on_write = self._on_write

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from bridge.config.settings import Settings, scrub_url
 from bridge.core.filtering import DocFilter, compile_selector
 from bridge.core.keyspace import key_clashes
@@ -72,8 +74,9 @@ class Bridge:
     """The adapters of one pipeline, opened together and closed together."""
 
     def __init__(self, settings: Settings, stop: threading.Event, *, events: Events = NO_EVENTS,
-                 dry_run: bool = False) -> None:
-        """`events` is told what happens (metrics); `dry_run` reads as usual and writes nothing anywhere."""
+                 dry_run: bool = False, panda_session: requests.Session | None = None) -> None:
+        """`events` is told what happens (metrics); `dry_run` reads as usual and writes nothing anywhere;
+        `panda_session` is the session PANDA is reached through (run/gate.py's, when pipelines share a PANDA)."""
         self.settings = settings
         self.stop = stop
         self.events = events
@@ -107,7 +110,7 @@ class Bridge:
         self._handed_over = False
         """True once a run took the source and the sink (it closes them)."""
         sink = PandaSink(settings.panda, retry=settings.retry, stop=stop, width=len(settings.mapping.columns),
-                         events=events, max_request_bytes=settings.batch.max_request_bytes)
+                         events=events, max_request_bytes=settings.batch.max_request_bytes, session=panda_session)
         self.sink: PandaSink | DryRunSink = DryRunSink(sink) if dry_run else sink
 
     def close(self) -> None:
