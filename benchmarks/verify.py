@@ -30,7 +30,7 @@ import people  # noqa: E402
 from measure import Run, run_measured  # noqa: E402
 from servers import EmulatorProcess, wait_idle  # noqa: E402
 
-from tests.support.couchdb_server import CouchServer  # noqa: E402
+from tests.support.couchdb_server import PouchServer  # noqa: E402
 
 CHANGED = 1000
 
@@ -50,14 +50,14 @@ def _panda(emulator: EmulatorProcess, method: str, path: str, body: Any = None) 
     response.raise_for_status()
 
 
-def _verify(config: Path, servers: dict[str, int], couch: CouchServer) -> Run:
+def _verify(config: Path, servers: dict[str, int], couch: PouchServer) -> Run:
     wait_idle(couch.pid)
     run = run_measured([*bridge_proc.command(config, "verify"), "--json", "--examples", "3"], servers=servers,
                        env=bridge_proc.env())
     return run
 
 
-def _size(size: int, couch: CouchServer, emulator: EmulatorProcess, workdir: Path) -> dict[str, Any]:
+def _size(size: int, couch: PouchServer, emulator: EmulatorProcess, workdir: Path) -> dict[str, Any]:
     db = "verify_%d" % size
     load_s, _revs = people.load(couch, db, size, churn=False)
     emulator.reset()
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-verify-") as tmp:
         workdir = Path(tmp)
-        couch = CouchServer(start_timeout=60).start()
+        couch = PouchServer(start_timeout=60).start()
         emulator = EmulatorProcess(workdir / "emulator.log").start()
         try:
             for size in sizes:
