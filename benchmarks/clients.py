@@ -5,7 +5,11 @@
   delete  DELETE each row in --rows, one request each (PANDA has no bulk delete)
   reader  the bridge's own reader stage alone: CouchSource pages decoded into Changes, then dropped
   peer    couchdb-python 1.2 `db.changes(feed='continuous', include_docs=True, since=0)` until --expect rows
+  peer-ibm  ibmcloudant's `ChangesFollower(include_docs=True).start_one_off()` from since 0; it ends when
+          CouchDB says `pending: 0`, or after --limit rows (its own `limit` option: PouchDB Server sends no
+          `pending`, so there one-off mode never ends by itself); fails unless it read --expect rows
 Each prints one JSON line: {"rows": n, "work_s": seconds from the first request to the last answer}.
+Every kind exits with status 124 after --deadline seconds, so no run can hang the benchmark.
 """
 
 from __future__ import annotations
@@ -107,9 +111,48 @@ def peer(args: argparse.Namespace) -> int:
     return rows
 
 
+def peer_ibm(args: argparse.Namespace) -> int:
+    from urllib.parse import unquote, urlsplit
+
+    from ibm_cloud_sdk_core.authenticators import BasicAuthenticator, NoAuthAuthenticator
+    from ibmcloudant.cloudant_v1 import CloudantV1
+    from ibmcloudant.features.changes_follower import ChangesFollower
+
+    parts = urlsplit(args.url)  # the SDK takes credentials from an authenticator, not from the URL
+    if parts.username is not None:
+        authenticator = BasicAuthenticator(unquote(parts.username), unquote(parts.password or ""))
+    else:
+        authenticator = NoAuthAuthenticator()  # PouchDB Server in the benchmark: admin party
+    service = CloudantV1(authenticator=authenticator)  # its default timeouts: 60 s connect, 150 s read
+    service.set_service_url(parts._replace(netloc="%s:%d" % (parts.hostname, parts.port)).geturl().rstrip("/"))
+    options: dict[str, object] = {"db": args.db, "include_docs": True}
+    if args.limit:
+        options["limit"] = args.limit
+    # error_tolerance=0: an error ends the run (a failed run), where the default retries for ever
+    follower = ChangesFollower(service, error_tolerance=0, **options)
+    rows = sum(1 for _change in follower.start_one_off())
+    if args.expect and rows != args.expect:
+        raise SystemExit("ChangesFollower read %d rows, expected %d" % (rows, args.expect))
+    return rows
+
+
+def _exit_at_deadline(seconds: float, kind: str) -> None:
+    import os
+    import threading
+
+    def expire() -> None:
+        sys.stderr.write("clients.py %s: still running after the %.0f s deadline; exiting\n" % (kind, seconds))
+        sys.stderr.flush()
+        os._exit(124)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["source", "sink", "delete", "reader", "peer"])
+    parser.add_argument("kind", choices=sorted(_KINDS))
     parser.add_argument("--url", help="CouchDB server root")
     parser.add_argument("--db", help="database")
     parser.add_argument("--page", type=int, default=1000)
@@ -118,13 +161,18 @@ def main() -> int:
     parser.add_argument("--dataset", default="people")
     parser.add_argument("--rows", help="JSON file: [[external_id, [cells...]], ...]")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--limit", type=int, default=0, help="peer-ibm: ChangesFollower's limit option")
+    parser.add_argument("--deadline", type=float, default=600.0, help="exit with status 124 after this many s")
     args = parser.parse_args()
+    _exit_at_deadline(args.deadline, args.kind)
     started = time.perf_counter()
-    rows = {"source": source, "sink": sink, "delete": delete, "reader": reader, "peer": peer}[args.kind](args)
+    rows = _KINDS[args.kind](args)
     sys.stdout.write(orjson.dumps({"rows": rows, "work_s": time.perf_counter() - started}).decode() + "\n")
     sys.stdout.flush()
     return 0
 
+
+_KINDS = {"source": source, "sink": sink, "delete": delete, "reader": reader, "peer": peer, "peer-ibm": peer_ibm}
 
 if __name__ == "__main__":
     raise SystemExit(main())
