@@ -163,7 +163,16 @@ class Bench:
 
     def peer(self, name: str, db: str, rows: int) -> None:
         self.measure(name, [sys.executable, CLIENTS, "peer", "--url", self.couch.url, "--db", db,
-                            "--expect", str(rows)], rows)
+                            "--expect", str(rows), "--deadline", _deadline(rows)], rows)
+
+    def peer_ibm(self, name: str, db: str, rows: int) -> None:
+        """ibmcloudant's ChangesFollower, one-off from 0. Its one-off mode ends when a page says `pending: 0`;
+        PouchDB Server sends no `pending`, so there the follower would ask for empty pages for ever (it asked
+        about 150 a second) and is given its own `limit` option, the feed's row count, instead."""
+        limit = ["--limit", str(rows)] if isinstance(self.couch, PouchServer) else []
+        self.measure(name, [sys.executable, CLIENTS, "peer-ibm", "--url", self.couch.url, "--db", db,
+                            "--expect", str(rows), "--deadline", _deadline(rows), *limit], rows,
+                     **({"limit": rows} if limit else {}))
 
     def sink(self, name: str, rows_file: Path, rows: int, live: int, latency: float = 0.0) -> None:
         self.emulator.reset(latency)
@@ -202,6 +211,11 @@ class Bench:
         self.measure(name, bridge_proc.command(config), count, env=bridge_proc.env(), check=self.rows_check(0),
                      latency_s=latency)
         self.couch.delete_db(db)
+
+
+def _deadline(rows: int) -> str:
+    """Seconds after which a peer client gives up (exit 124): about 100 times its expected time."""
+    return str(max(60, rows // 500))
 
 
 def _summary(entry: dict[str, Any]) -> dict[str, Any]:
@@ -254,7 +268,8 @@ def _targets(results: dict[str, dict[str, Any]], memory: dict[str, Any], latency
         return float(value) if value else None
 
     targets: dict[str, Any] = {}
-    source, sink, bridge, peer = (rate(n) for n in ("source limit", "sink limit", "bridge once", "peer"))
+    source, sink, bridge, peer, ibm = (rate(n) for n in ("source limit", "sink limit", "bridge once", "peer",
+                                                         "peer ibmcloudant"))
     reader = rate("bridge reader alone")
     if source and sink and bridge:
         limit = min(source, sink)
@@ -274,9 +289,12 @@ def _targets(results: dict[str, dict[str, Any]], memory: dict[str, Any], latency
         targets["follow_latency"] = {"p50_ms": latency["p50_ms"], "p99_ms": latency["p99_ms"],
                                      "target": "p50 < 100 ms, p99 < 500 ms at 100 writes/s",
                                      "met": latency["p50_ms"] < 100 and latency["p99_ms"] < 500}
-    if reader and peer:
+    peers = [rate for rate in (peer, ibm) if rate]
+    if reader and peers:
         targets["faster_than_peer"] = {"bridge_reader_per_s": reader, "peer_per_s": peer,
-                                       "bridge_end_to_end_per_s": bridge, "met": reader > peer}
+                                       "ibmcloudant_peer_per_s": ibm, "bridge_end_to_end_per_s": bridge,
+                                       "target": "bridge reader faster than each peer that ran",
+                                       "met": reader > max(peers)}
     return targets
 
 
@@ -346,6 +364,7 @@ def _throughput(bench: Bench, args: argparse.Namespace, rows_file: Path, live: i
             bench.bridge("bridge once", "people", n, live)
             bench.reader("bridge reader alone", "people", n)
             bench.peer("peer", "people", n)
+            bench.peer_ibm("peer ibmcloudant", "people", n)
             bench.source_beside_busy_core("source limit, other core busy", "people", n)
     if "slow" in args.phases:
         print("throughput with %.0f ms per PANDA write, %d rounds:" % (SLOW_WRITE * 1000, args.repeat), flush=True)
