@@ -9,13 +9,11 @@ after the sink acknowledged every change up to it (at least once), in feed order
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from bridge.config.settings import BatchSettings
@@ -23,6 +21,7 @@ from bridge.core.batching import Batcher
 from bridge.core.sizing import BatchSizer
 from bridge.errors import BridgeError, StopRequested
 from bridge.model import Change, Position, Seq
+from bridge.run import collector
 from bridge.run.delivery import Delivery, RunStats
 from bridge.run.reader import END, Decode, Failed, Source, decoded, read
 from bridge.run.writes import Writes
@@ -33,30 +32,10 @@ logger = logging.getLogger(__name__)
 
 _QUEUE_CHUNKS = 4  # chunks of up to reader.CHUNK items in flight between reader and committer
 _STATS_INTERVAL = 30.0
-_GC_THRESHOLDS = (10_000, 20, 10)  # see _gc_tuned
 _JOIN_TIMEOUT = 5.0  # seconds to wait for the reader and the writer to end
 
 
-@contextmanager
-def _gc_tuned() -> Iterator[None]:
-    """Run with a larger young generation for the cyclic GC, restoring the thresholds after.
-
-    Every feed row becomes several dicts and lists that live until their batch is committed. With the
-    default threshold (700 allocations) a young collection runs every few rows, the rows waiting in the
-    hand-off and the batch survive into the older generations, and full collections become frequent:
-    about 0.3 s of CPU per 100,000 rows (measured), a tenth of the bridge's work. Rows hold no reference
-    cycles, so collecting less often only delays freeing the rare cycles (memory stays flat: a run keeps a
-    bounded number of batches).
-    """
-    saved = gc.get_threshold()
-    gc.set_threshold(*_GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*saved)
-
-
-@_gc_tuned()
+@collector.paused()
 def run(
     source: Source,
     decode: Decode,
@@ -122,6 +101,7 @@ def run(
                     _deliver(batcher, writes, sizer)
                 if handoff.empty():  # nothing to plan meanwhile: record the write in flight now
                     writes.finish()
+                collector.collect_if_due()
                 if clock() - last_stats >= _STATS_INTERVAL:
                     last_stats = clock()
                     _log_stats(stats)
