@@ -280,7 +280,7 @@ def decode_couchdb_event(event: SseEvent, size: int | None = None) -> Change | N
     change = decode_row(row)
     if not change.doc_id:
         raise DecodeError("eventsource row has no document id")
-    return dataclasses.replace(change, seq=couchdb_event_seq(event, row), size=_size(event, size))
+    return change._replace(seq=couchdb_event_seq(event, row), size=_size(event, size))
 
 
 def _size(event: SseEvent, measured: int | None) -> int:
