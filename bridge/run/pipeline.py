@@ -95,7 +95,9 @@ def run(
                             if entry.caught_up and not caught_up:
                                 logger.info("caught up at seq %s", entry.seq, extra={"seq": str(entry.seq)})
                             caught_up = entry.caught_up
-                        if batcher.due(not handoff.empty()):  # inside the chunk: no batch outgrows its limits
+                        # Inside the chunk no batch outgrows its limits; more items are at hand (the rest of
+                        # the chunk: a chunk ends at a Position), so being caught up is judged after it.
+                        if batcher.due(True):
                             _deliver(batcher, writes, sizer)
                 if batcher.due(not handoff.empty()):
                     _deliver(batcher, writes, sizer)
