@@ -55,6 +55,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("real CouchDB was unavailable (%s): PouchDB Server only" % _COUCHDB_MISSING)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands the servers it used to the controller, which prints the summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["bridge_servers_used"] = dict(_used)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist's controller: collect what each worker's servers were (see pytest_sessionfinish)."""
+    _used.update(getattr(node, "workeroutput", {}).get("bridge_servers_used", {}))
+
+
 def _require_node() -> None:
     # Fail loudly, never skip: a suite that silently skips its integration tests proves nothing.
     if shutil.which("node") is None:
