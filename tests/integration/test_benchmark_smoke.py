@@ -37,8 +37,8 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
     assert all(run["output"]["rows"] == 600 for run in ibm["runs"] if run["exit_code"] == 0)
     assert set(report["targets"]) >= {"backfill", "memory", "follow_latency", "faster_than_peer", "adaptive_batches",
                                       "big_documents", "follow_after_backfill_100_per_s",
-                                      "follow_after_backfill_1000_per_s", "backfill_shape_unmapped",
-                                      "backfill_shape_nested", "cpu_per_change"}
+                                      "follow_after_backfill_1000_per_s", "backfill_shape_current",
+                                      "backfill_shape_unmapped", "backfill_shape_nested", "cpu_per_change"}
     assert {"slow PANDA (500 ms/write): fixed 1,000-row batches", "slow PANDA (500 ms/write): adaptive batches",
             "memory: 4 docs of 512 KB", "memory: one 7 MB doc among 50 small", "bridge once, shape unmapped",
             "bridge once, shape nested"} <= set(report["results"])
