@@ -279,6 +279,8 @@ def _targets(results: dict[str, dict[str, Any]], memory: dict[str, Any], latency
                                "ratio": round(ratio, 3), "ratio_of_medians": round(bridge / limit, 3),
                                "ratio_per_round": [round(r, 3) for r in rounds],
                                "target": ">= 0.8 (median of the rounds)", "met": ratio >= 0.8}
+        targets["backfill_shape_current"] = {"ratio": round(ratio, 3), "target": ">= 0.9 (issue 14)",
+                                             "met": ratio >= 0.9}
     if memory:
         peaks = {size: entry["peak_rss_mb"] for size, entry in memory.items() if entry.get("peak_rss_mb")}
         if peaks:

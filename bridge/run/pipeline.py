@@ -131,7 +131,8 @@ def _deliver(batcher: Batcher, writes: Writes, sizer: BatchSizer) -> None:
         writes.deliver(batch)
         nbytes = sum(change.size for change in batch.changes)
         batcher.max_changes = sizer.delivered(len(batch.changes), nbytes, caught_up=batch.caught_up,
-                                              sink_busy=writes.sink_was_busy())
+                                              sink_busy=writes.sink_was_busy(),
+                                              write_seconds=writes.last_write_seconds)
 
 
 def _log_stats(stats: RunStats) -> None:

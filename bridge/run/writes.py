@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from bridge.core.commits import CommitOrder, Ready
 from bridge.model import Batch, Refusal
@@ -24,14 +25,16 @@ logger = logging.getLogger(__name__)
 _END = None
 """Put in the writer's inbox to end its thread."""
 
-_Outcome = tuple[int, list[Refusal] | BaseException]
+_Outcome = tuple[int, list[Refusal] | BaseException, float]
+"""A write's ticket, its refusals (or what it raised), and the seconds it took."""
 
 
 class _WriterThread:
     """Sends planned batches to the sink one at a time, in the order given, until told to end.
 
-    Each outcome (the refusals, or what the write raised) goes back through `outcomes`. The sink is closed
-    by this thread when it ends, so its session is never closed while a request is in flight on it.
+    Each outcome (the refusals, or what the write raised, and how long it took) goes back through
+    `outcomes`. The sink is closed by this thread when it ends, so its session is never closed while a
+    request is in flight on it.
     """
 
     def __init__(self, delivery: Delivery) -> None:
@@ -49,11 +52,12 @@ class _WriterThread:
                 if job is _END or self._ending.is_set():
                     return
                 ticket, planned = job
+                began = time.monotonic()
                 try:
                     outcome: list[Refusal] | BaseException = self._delivery.write(planned)
                 except BaseException as exc:  # handed to the committer, which raises it in its own thread
                     outcome = exc
-                self.outcomes.put((ticket, outcome))
+                self.outcomes.put((ticket, outcome, time.monotonic() - began))
         finally:
             self._delivery.close()
 
@@ -83,6 +87,8 @@ class Writes:
         """Documents of batches planned and not yet recorded."""
         self._waited = False
         """True once the committer had to wait for a write still in flight (see sink_was_busy)."""
+        self.last_write_seconds = 0.0
+        """How long the last write that returned took."""
 
     def sink_was_busy(self) -> bool:
         """True when the committer had to wait for the sink since the last call (the sink is the bottleneck)."""
@@ -124,7 +130,7 @@ class Writes:
             return []
         if self._writer.outcomes.empty():
             self._waited = True
-        ticket, outcome = self._writer.outcomes.get()
+        ticket, outcome, self.last_write_seconds = self._writer.outcomes.get()
         self._in_flight = None
         if isinstance(outcome, BaseException):
             self._order.failed(ticket)

@@ -16,6 +16,7 @@ import requests
 from bridge.config.settings import SourceSettings, scrub_url
 from bridge.errors import AuthError, FeedInterrupted, NotFoundError, ProtocolError, SourceUnavailable
 from bridge.ops.events import NO_EVENTS, SOURCE, Events
+from bridge.source.wide_reads import WideReadAdapter
 
 __all__ = ["CouchHttp", "classify", "parse_json", "reason"]
 
@@ -36,7 +37,11 @@ class CouchHttp:
         self._events = events
         self.server, auth = _split_credentials(settings.url, settings.username, settings.password)
         self.db_url = f"{self.server}/{quote(settings.database, safe='')}"
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, WideReadAdapter())  # fewer GIL hand-overs per page (wide_reads.py)
+        self.session = session
         self.session.auth = auth
         # identity: pouchdb-server stalls gzipped continuous feeds, and gzip costs every server CPU.
         self.session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity"})

@@ -37,8 +37,8 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
     assert all(run["output"]["rows"] == 600 for run in ibm["runs"] if run["exit_code"] == 0)
     assert set(report["targets"]) >= {"backfill", "memory", "follow_latency", "faster_than_peer", "adaptive_batches",
                                       "big_documents", "follow_after_backfill_100_per_s",
-                                      "follow_after_backfill_1000_per_s", "backfill_shape_unmapped",
-                                      "backfill_shape_nested", "cpu_per_change"}
+                                      "follow_after_backfill_1000_per_s", "backfill_shape_current",
+                                      "backfill_shape_unmapped", "backfill_shape_nested", "cpu_per_change"}
     assert {"slow PANDA (500 ms/write): fixed 1,000-row batches", "slow PANDA (500 ms/write): adaptive batches",
             "memory: 4 docs of 512 KB", "memory: one 7 MB doc among 50 small", "bridge once, shape unmapped",
             "bridge once, shape nested"} <= set(report["results"])
@@ -48,6 +48,15 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
     assert report["source"].startswith("PouchDB Server" if server_kind == "pouchdb" else "Apache CouchDB")
     backfill = report["targets"]["backfill"]
     assert len(backfill["ratio_per_round"]) == 2 and backfill["ratio"] > 0  # one ratio per round, paired
+    summary = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summary.py"), str(output)],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert summary.returncode == 0, summary.stderr
+    table = summary.stdout
+    assert "| `bridge once`, end to end | " in table and "| cpu_per_change (" in table
+    for line in table.split("\n\n")[0].splitlines()[2:]:  # every figure filled (no 1,000,000-doc run here)
+        label, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        parts = [part.strip() for cell in cells for part in cell.split("/")]
+        assert "-" not in parts or "1,000,000" in label, line
 
 
 def test_verify_benchmark_runs_on_a_tiny_database(tmp_path):
