@@ -1,12 +1,12 @@
-"""Batches grow while PANDA's writes are slow and a backlog waits, and stay fixed when PANDA answers fast.
+"""Batches grow while PANDA's writes are slow and a backlog waits.
 
 End to end: the writer thread times each write, the pipeline hands that to core/sizing.py, and the PUTs
-PANDA receives show the outcome; every row arrives either way.
+PANDA receives show the outcome; every row arrives. That a fast PANDA keeps batches fixed is the rule's
+other side, tested in tests/unit/test_sizing.py: end to end it would depend on the machine's load (a busy
+machine can make any write take the 0.1 s that counts as slow, and then growing is right).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from bridge.core.sizing import SLOW_WRITE
 from tests.support.pipeline import make_docs
@@ -14,11 +14,10 @@ from tests.support.pipeline import make_docs
 BASE, CAP, DOCS = 500, 4000, 6000
 
 
-@pytest.mark.parametrize(("latency", "grows"), [(0.0, False), (SLOW_WRITE + 0.02, True)])
-def test_batches_grow_only_while_writes_are_slow(couch_db, pipeline, panda, latency, grows):
+def test_batches_grow_while_writes_are_slow(couch_db, pipeline, panda):
     for start in range(0, DOCS, 1000):
         couch_db.server.bulk_docs(couch_db.name, make_docs(1000, start))
-    panda.set_latency(latency)
+    panda.set_latency(SLOW_WRITE + 0.02)  # every write at least that slow, whatever the machine's load
     pipeline.extra = {"batch": {"max_changes": BASE, "grow_to": CAP}}
     result = pipeline.once(timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -28,8 +27,5 @@ def test_batches_grow_only_while_writes_are_slow(couch_db, pipeline, panda, late
     counts = [len(r.body["objects"]) for r in puts]
     assert sum(counts) == DOCS
     assert max(counts) <= CAP
-    if grows:
-        assert max(counts) > BASE, counts  # fewer, bigger writes while each costs PANDA a slow commit
-        assert len(puts) < DOCS // BASE
-    else:
-        assert max(counts) == BASE, counts  # rows, not requests, decide a fast PANDA's speed
+    assert max(counts) > BASE, counts  # fewer, bigger writes while each costs PANDA a slow commit
+    assert len(puts) < DOCS // BASE
