@@ -57,9 +57,10 @@ class Batcher:
     def due(self, more_waiting: bool = False) -> bool:
         """True when the batch should be delivered now.
 
-        `more_waiting`: more feed items are already at hand. Then reaching the end of the feed does not make
-        the batch due, because those items can join it without waiting: delivering a batch per longpoll
-        response while the sink is slower would queue responses, and each would wait a write's time.
+        `more_waiting`: more feed items are already at hand, or the sink is still writing the last batch.
+        Then reaching the end of the feed does not make the batch due, because more items can join it
+        without delaying it: delivering a batch per longpoll response while the sink is slower would queue
+        responses, and each would wait a write's time.
         """
         if self._started is None:
             return False

@@ -34,6 +34,9 @@ _QUEUE_CHUNKS = 4  # chunks of up to reader.CHUNK items in flight between reader
 _STATS_INTERVAL = 30.0
 _JOIN_TIMEOUT = 5.0  # seconds to wait for the reader and the writer to end
 
+_WRITTEN = object()
+"""Put in the hand-off by the writer thread when a write returns, to wake the committer."""
+
 
 @collector.paused()
 def run(
@@ -61,7 +64,14 @@ def run(
     reader = threading.Thread(target=read, args=(source, since, follow, handoff, stop),
                               name="bridge-reader", daemon=True)
     reader.start()
-    writes = Writes(delivery, stats)
+
+    def wake() -> None:
+        try:
+            handoff.put_nowait(_WRITTEN)
+        except queue.Full:
+            pass  # the committer has chunks at hand, and sees the write's outcome after the next one
+
+    writes = Writes(delivery, stats, on_written=wake)
     events = delivery.events
     events.started([reader, writes.thread])
     caught_up = False
@@ -74,6 +84,8 @@ def run(
                 try:
                     item = handoff.get(timeout=min(0.2, wait) if wait is not None else 0.2)
                 except queue.Empty:
+                    item = None
+                if item is _WRITTEN:
                     item = None
                 if item is END:
                     break
@@ -99,9 +111,12 @@ def run(
                         # the chunk: a chunk ends at a Position), so being caught up is judged after it.
                         if batcher.due(True):
                             _deliver(batcher, writes, sizer)
-                if batcher.due(not handoff.empty()):
+                # While a write is in flight, changes that arrive join the next batch, which goes out as
+                # soon as the write returns (the writer wakes this loop): handed on earlier, it would wait
+                # for the write anyway, and changes read meanwhile would wait for one more write.
+                if batcher.due(not handoff.empty() or writes.busy):
                     _deliver(batcher, writes, sizer)
-                if handoff.empty():  # nothing to plan meanwhile: record the write in flight now
+                if handoff.empty() and not writes.busy:  # nothing to plan meanwhile: record what returned
                     writes.finish()
                 collector.collect_if_due()
                 if clock() - last_stats >= _STATS_INTERVAL:

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from bridge.core.commits import CommitOrder, Ready
 from bridge.model import Batch, Refusal
@@ -33,12 +34,13 @@ class _WriterThread:
     """Sends planned batches to the sink one at a time, in the order given, until told to end.
 
     Each outcome (the refusals, or what the write raised, and how long it took) goes back through
-    `outcomes`. The sink is closed by this thread when it ends, so its session is never closed while a
-    request is in flight on it.
+    `outcomes`, and then `on_written` is called (it wakes the committer). The sink is closed by this thread
+    when it ends, so its session is never closed while a request is in flight on it.
     """
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, on_written: Callable[[], None]) -> None:
         self._delivery = delivery
+        self._on_written = on_written
         self._inbox: queue.SimpleQueue[tuple[int, Planned] | None] = queue.SimpleQueue()
         self.outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
         self._ending = threading.Event()
@@ -58,6 +60,7 @@ class _WriterThread:
                 except BaseException as exc:  # handed to the committer, which raises it in its own thread
                     outcome = exc
                 self.outcomes.put((ticket, outcome, time.monotonic() - began))
+                self._on_written()
         finally:
             self._delivery.close()
 
@@ -76,11 +79,11 @@ class _WriterThread:
 class Writes:
     """Plans batches as they come, keeps one write in flight, records what CommitOrder releases."""
 
-    def __init__(self, delivery: Delivery, stats: RunStats) -> None:
+    def __init__(self, delivery: Delivery, stats: RunStats, on_written: Callable[[], None] = lambda: None) -> None:
         self._delivery = delivery
         self._stats = stats
         self._order: CommitOrder[Planned] = CommitOrder()
-        self._writer = _WriterThread(delivery)
+        self._writer = _WriterThread(delivery, on_written)
         self._in_flight: int | None = None
         """The ticket of the batch the writer is sending, if any."""
         self._unrecorded: set[str] = set()
@@ -89,6 +92,11 @@ class Writes:
         """True once the committer had to wait for a write still in flight (see sink_was_busy)."""
         self.last_write_seconds = 0.0
         """How long the last write that returned took."""
+
+    @property
+    def busy(self) -> bool:
+        """True while a write is in flight and has not returned: a batch handed on now would wait for it."""
+        return self._in_flight is not None and self._writer.outcomes.empty()
 
     def sink_was_busy(self) -> bool:
         """True when the committer had to wait for the sink since the last call (the sink is the bottleneck)."""

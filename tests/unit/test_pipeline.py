@@ -13,6 +13,7 @@ from bridge.core.filtering import DocFilter
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
 from bridge.model import Batch, Delete, Position, Refusal, Seq, Upsert
+from bridge.ops.events import Events
 from bridge.run.delivery import Delivery, RunStats
 from bridge.run.pipeline import run
 from bridge.run.writes import Writes
@@ -234,3 +235,73 @@ def test_a_batch_without_writes_is_committed_only_after_the_write_in_flight_befo
         writes.close(timeout=5)
     assert store.load().seq == Seq(2) and stats.batches == 2
     assert sink.rows == {"a": ("A",)} and store.lookup(["a"]).keys() == {"a"}
+
+
+class SeenPositions(Events):
+    """Counts the positions the committer has handled."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def position(self, caught_up: bool, pending: int | None) -> None:
+        with self.changed:
+            self.count += 1
+            self.changed.notify_all()
+
+    def wait_for(self, count: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.count >= count, timeout=10)  # bounded
+
+
+class GatedSource(FakeSource):
+    """Hands over its first two items, then the rest once `gate` is set (bounded wait)."""
+
+    def __init__(self, items: list[Any], gate: threading.Event) -> None:
+        super().__init__(items)
+        self.gate = gate
+
+    def changes(self, since: Seq | None, *, follow: bool) -> Iterator[Any]:
+        for index, item in enumerate(super().changes(since, follow=follow)):
+            if index == 2:
+                assert self.gate.wait(10)
+            yield item
+
+
+class HeldUntilSeen(FakeSink):
+    """Holds its first write until the committer has handled `positions` positions (or 10 s passed)."""
+
+    def __init__(self, seen: SeenPositions, positions: int) -> None:
+        super().__init__()
+        self.seen = seen
+        self.positions = positions
+        self.batches: list[list[str]] = []
+        self.writing = threading.Event()
+        self.seen_in_flight = False
+        """True when the committer handled those positions while the first write was in flight."""
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
+        if not self.batches:
+            self.writing.set()
+            self.seen_in_flight = self.seen.wait_for(self.positions)
+        self.batches.append([r.external_id for r in rows])
+        return super().upsert(rows)
+
+
+def test_live_changes_read_while_a_write_is_in_flight_go_out_together_when_it_returns(parts):
+    # Following a caught-up feed, each change comes with its own caught-up position (one longpoll answer
+    # each). Those read during a write must wait for it, and all of them join the next write: handing on
+    # a batch of the first alone would make the others wait for one more write.
+    store, letters = parts
+    seen = SeenPositions()
+    sink = HeldUntilSeen(seen, positions=4)
+    items: list[Any] = []
+    for seq, doc_id in enumerate("abcd", start=1):
+        items += [row(seq, doc_id, doc_id.upper()), Position(Seq(seq), caught_up=True)]
+    delivery = Delivery(sink, store, letters, RowMapper(MappingSettings(columns=["name"])), DocFilter().accepts,
+                        delete_unknown=False, events=seen)
+    run(GatedSource(items, sink.writing), decode_row, delivery, BatchSettings(max_changes=100), since=None,
+        follow=False, stop=threading.Event())
+    assert sink.seen_in_flight  # the committer went on reading while the write was in flight
+    assert sink.batches == [["a"], ["b", "c", "d"]]
+    assert store.load().seq == Seq(4)
