@@ -24,7 +24,7 @@ import orjson
 
 from bridge.core.mapping import RowMapper
 from bridge.errors import MappingError
-from bridge.model import Change, Delete, Refusal, Row, Sent, Upsert
+from bridge.model import Change, Delete, Refusal, Row, Sent, Upsert, build
 
 __all__ = ["Accepts", "Plan", "plan_batch", "row_hash", "candidate_external_ids"]
 
@@ -204,8 +204,8 @@ class _Pass:
             self._on_reject[change.doc_id] = None
         else:
             self._on_reject[change.doc_id] = prev
-        self._upserts[external_id] = Upsert(external_id, row, change.doc_id, change.seq)
-        self._on_success[change.doc_id] = Sent(external_id, digest)
+        self._upserts[external_id] = build(Upsert, (external_id, row, change.doc_id, change.seq))
+        self._on_success[change.doc_id] = build(Sent, (external_id, digest))
         self._claimed[external_id] = change.doc_id
 
     def result(self) -> Plan:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import DecodeError
-from bridge.model import Change, Seq
+from bridge.model import Change, Seq, build
 
 __all__ = ["decode_row", "decode_seq", "lone_surrogate_path", "UnreadableRow"]
 
@@ -105,7 +105,7 @@ def _decode_plain(row: dict[str, Any], size: int) -> Change | None:
     rev = first.get("rev") if first is not None else None
     if type(rev) is not str:
         rev = None
-    return Change(Seq(seq), doc_id, row.get("deleted") is True, doc, rev, size)
+    return build(Change, (build(Seq, (seq,)), doc_id, row.get("deleted") is True, doc, rev, size))
 
 
 def _decode_general(row: Any, size: int) -> Change:

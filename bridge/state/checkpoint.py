@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from bridge.errors import CheckpointMismatch, StateError
-from bridge.model import Sent, Seq
+from bridge.model import Sent, Seq, build
 from bridge.state import checkpoint_sql as sql
 
 __all__ = ["Checkpoint", "StateStore"]
@@ -167,7 +167,8 @@ class StateStore:
         """What was last acknowledged for each of these documents (absent: nothing was)."""
         rows = self._select_in(sql.LOOKUP, doc_ids)
         with self._reading():
-            return {doc_id: Sent(external_id, sql.hash_value(row_hash)) for doc_id, external_id, row_hash in rows}
+            return {doc_id: build(Sent, (external_id, sql.hash_value(row_hash)))
+                    for doc_id, external_id, row_hash in rows}
 
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The document that owns each of these external_ids (absent: none)."""
