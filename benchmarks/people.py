@@ -1,13 +1,16 @@
 """The benchmark's data set: documents shaped like the performance anchors' `people` set.
 
 Each document is about 230 bytes with its `_rev` (shape `current`); shape `unmapped` adds text and a list
-the mapping does not use (about 400 bytes), shape `nested` nested objects and lists (about 4 KB). After
+the mapping does not use (about 400 bytes), shape `nested` nested objects and lists (about 4 KB). Shape
+`uuid` is `current` with ids like CouchDB's default ones (32 hex digits in no order) instead of `p0000001`
+in feed order: the bridge's record of sent rows is indexed by id, so its inserts land anywhere. After
 loading, one document in 20 is deleted and another one in 20 updated, so the feed from 0 holds every
 document exactly once, some of them as tombstones. `big` documents carry one large mapped text cell.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +24,7 @@ _FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken
 _LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Wirth"]
 _NOTE = "x" * 60
 _DELETED, _UPDATED = 7, 13  # n % 20
-SHAPES = ("current", "unmapped", "nested")
+SHAPES = ("current", "unmapped", "nested", "uuid")
 _BIO = "Wrote programs, papers and letters; kept notebooks of every experiment, dated. " * 2
 
 
@@ -40,10 +43,15 @@ def doc_id(n: int, prefix: str = "p") -> str:
     return "%s%07d" % (prefix, n)
 
 
+def _uuid(n: int, prefix: str) -> str:
+    """A fixed id of 32 hex digits for document n, shaped like the UUIDs CouchDB gives by default."""
+    return hashlib.md5(doc_id(n, prefix).encode()).hexdigest()
+
+
 def person(n: int, prefix: str = "p", shape: str = "current", **extra: Any) -> dict[str, Any]:
     """Document number n, of the given shape (SHAPES)."""
     return {
-        "_id": doc_id(n, prefix),
+        "_id": _uuid(n, prefix) if shape == "uuid" else doc_id(n, prefix),
         "first_name": _FIRST[n % len(_FIRST)],
         "last_name": "%s %d" % (_LAST[n % len(_LAST)], n),
         "employer": "Employer %d" % (n % 97),

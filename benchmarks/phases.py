@@ -12,8 +12,11 @@ from typing import Any
 import people
 from latency import follow_latency
 
-__all__ = ["big_documents", "adaptive", "follow_slow", "shapes", "targets", "cpu_per_change", "SLOW_PANDA", "FIXED",
-           "ADAPTIVE"]
+__all__ = ["TARGET_SHAPES", "big_documents", "adaptive", "follow_slow", "shapes", "targets", "cpu_per_change",
+           "SLOW_PANDA", "FIXED", "ADAPTIVE"]
+
+TARGET_SHAPES = ("current", "unmapped", "nested")
+"""The shapes issue 14 sets the 0.9 backfill target on; `uuid` is shown beside them."""
 
 SLOW_PANDA = 0.5
 """Seconds per PANDA write in the adaptive-batch phase: a Solr commit on a large index."""
@@ -122,8 +125,12 @@ def targets(results: dict[str, dict[str, Any]], big: dict[str, Any], follow: dic
             "p50_ms": figure["p50_ms"], "p99_ms": figure["p99_ms"], "achieved_rate": figure["rate_per_s"],
             "target": "p99 < %.0f ms, PANDA 20 ms/write" % bound, "met": figure["p99_ms"] < bound}
     for shape, ratio in _shape_ratios(results).items():
-        verdicts["backfill_shape_%s" % shape] = {"ratio_of_medians": round(ratio, 3), "target": ">= 0.9",
-                                                 "met": ratio >= 0.9}
+        if shape in TARGET_SHAPES:
+            verdicts["backfill_shape_%s" % shape] = {"ratio_of_medians": round(ratio, 3), "target": ">= 0.9",
+                                                     "met": ratio >= 0.9}
+        else:  # shown, with no target of its own (met None)
+            verdicts["backfill_shape_%s" % shape] = {"ratio_of_medians": round(ratio, 3),
+                                                     "target": "no target, shown", "met": None}
     if cpu_per_change:
         yardstick = _client_cpu_per_row(results, "source limit")
         verdicts["cpu_per_change"] = {

@@ -25,7 +25,7 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
          "--delete-repeat", "1",
          "--latency-seconds", "1", "--memory-sizes", "300,600", "--big-docs", "4", "--big-small", "50",
          "--adaptive-docs", "300", "--adaptive-repeat", "1", "--follow-rates", "100,1000", "--follow-backlog", "50",
-         "--shape", "current,unmapped,nested", "--output", str(output)],
+         "--shape", "current,unmapped,nested,uuid", "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=ROOT, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -38,10 +38,11 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
     assert set(report["targets"]) >= {"backfill", "memory", "follow_latency", "faster_than_peer", "adaptive_batches",
                                       "big_documents", "follow_after_backfill_100_per_s",
                                       "follow_after_backfill_1000_per_s", "backfill_shape_current",
-                                      "backfill_shape_unmapped", "backfill_shape_nested", "cpu_per_change"}
+                                      "backfill_shape_unmapped", "backfill_shape_nested", "backfill_shape_uuid",
+                                      "cpu_per_change"}
     assert {"slow PANDA (500 ms/write): fixed 1,000-row batches", "slow PANDA (500 ms/write): adaptive batches",
             "memory: 4 docs of 512 KB", "memory: one 7 MB doc among 50 small", "bridge once, shape unmapped",
-            "bridge once, shape nested"} <= set(report["results"])
+            "bridge once, shape nested", "bridge once, shape uuid"} <= set(report["results"])
     for name, variant in report["results"].items():
         assert variant["summary"]["ok_runs"] >= 1, name  # every run's outcome was checked and held
     assert "| bridge once |" in result.stdout
