@@ -28,6 +28,7 @@ from bridge.errors import (
 from bridge.model import Delete, Refusal, Upsert
 from bridge.ops.events import NO_EVENTS, PANDA, Events
 from bridge.retry import call_with_retry
+from bridge.sessions import pin_environment
 from bridge.sink.panda_rows import (
     REQUEST_LINE_LIMIT,
     locally_bad,
@@ -93,7 +94,7 @@ class PandaSink:
         """How transient faults are retried; the start-up checks switch it for a few quick tries."""
         self._stop = stop
         self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else pin_environment(requests.Session(), base)
         self._width: int | None = width
         self._events = events
         self.max_request_bytes = max_request_bytes

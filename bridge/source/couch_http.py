@@ -16,6 +16,7 @@ import requests
 from bridge.config.settings import SourceSettings, scrub_url
 from bridge.errors import AuthError, FeedInterrupted, NotFoundError, ProtocolError, SourceUnavailable
 from bridge.ops.events import NO_EVENTS, SOURCE, Events
+from bridge.sessions import pin_environment
 from bridge.source.wide_reads import WideReadAdapter
 
 __all__ = ["CouchHttp", "classify", "parse_json", "reason"]
@@ -37,12 +38,15 @@ class CouchHttp:
         self._events = events
         self.server, auth = _split_credentials(settings.url, settings.username, settings.password)
         self.db_url = f"{self.server}/{quote(settings.database, safe='')}"
+        owned = session is None
         if session is None:
             session = requests.Session()
             for prefix in ("http://", "https://"):
                 session.mount(prefix, WideReadAdapter())  # fewer GIL hand-overs per page (wide_reads.py)
         self.session = session
         self.session.auth = auth
+        if owned:
+            pin_environment(session, self.server)  # proxies, CA bundle, netrc: once, not per request
         # identity: pouchdb-server stalls gzipped continuous feeds, and gzip costs every server CPU.
         self.session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity"})
         self.timeout = (settings.connect_timeout, settings.effective_read_timeout)

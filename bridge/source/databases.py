@@ -18,6 +18,7 @@ import requests
 
 from bridge.config.settings import SourceSettings, scrub_url
 from bridge.errors import AuthError, ProtocolError, SourceUnavailable
+from bridge.sessions import pin_environment
 
 __all__ = ["DatabaseList", "DatabaseWatch", "POLL_SECONDS"]
 
@@ -38,6 +39,7 @@ class DatabaseList:
         self._session = requests.Session()
         if user:
             self._session.auth = (user, password)
+        pin_environment(self._session, self.server)
         self._connect = settings.connect_timeout
 
     def _get(self, path: str, read_timeout: float, **params: str) -> requests.Response:

@@ -33,6 +33,7 @@ from bridge.errors import (
 from bridge.model import Position, Raw, Seq
 from bridge.ops.events import NO_EVENTS, SOURCE, Events
 from bridge.retry import delays
+from bridge.sessions import pin_environment
 from bridge.source.sse_parser import SseEvent, SseParser
 
 __all__ = ["SseSource", "SseEvent", "SseFeed", "abort", "check_response"]
@@ -181,7 +182,7 @@ class SseSource:
         consumer closes the generator. Raises FatalError subclasses at once, TransientError after max_tries.
         """
         self._last_event_id = last_event_id or ""
-        session = self._session or requests.Session()
+        session = self._session or pin_environment(requests.Session(), self._url)
         done = threading.Event()
         threading.Thread(target=self._watch_stop, args=(done,), name="sse-stop-watch", daemon=True).start()
         schedule, failures = delays(self._retry), 0
