@@ -24,6 +24,7 @@ from bridge.ops.events import Events
 from bridge.ops.tracker import Tracker
 from bridge.run.builder import Bridge
 from bridge.run.gate import GatedSession, PandaGate, panda_key
+from bridge.sessions import pin_environment
 from bridge.state.lock import InstanceLock
 from bridge.verify.schedule import PeriodicVerify
 
@@ -141,7 +142,7 @@ class Supervisor:
     def _run_one(self, pipeline: Pipeline, stop: threading.Event, tracker: Tracker) -> None:
         name, settings = pipeline.name, pipeline.settings
         gate = self.gates.get(panda_key(settings))
-        session = GatedSession(gate, name) if gate is not None else None
+        session = pin_environment(GatedSession(gate, name), settings.panda.url) if gate is not None else None
         error: BaseException | None = None
         try:
             with InstanceLock(Path(settings.checkpoint.path), f"bridge run (pipeline {name})"):
