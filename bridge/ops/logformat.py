@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from bridge.ops.logcontext import PipelineField
+
 __all__ = ["JsonFormatter", "configure_logging", "redact"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -81,6 +83,7 @@ def configure_logging(level: str, fmt: str = "text", *, secrets: Iterable[str] =
     handler.setFormatter(_Redacting(inner, tuple(secret for secret in secrets if secret)))
     if fields:
         handler.addFilter(_Fields(fields))
+    handler.addFilter(PipelineField())  # lines logged for one of several pipelines (ops/logcontext.py)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
+from bridge.ops import logcontext
 from bridge.ops.tracker import Tracker
 
 __all__ = ["Progress", "progress_line", "format_eta"]
@@ -59,7 +60,7 @@ class Progress:
         self._want_bar = bar and _is_terminal(stream)
         self._clock = clock
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bridge-progress", daemon=True)
+        self._thread = logcontext.thread(self._loop, name="bridge-progress")
 
     @property
     def draws_bar(self) -> bool:

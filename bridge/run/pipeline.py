@@ -21,6 +21,7 @@ from bridge.core.batching import Batcher
 from bridge.core.sizing import BatchSizer
 from bridge.errors import BridgeError, StopRequested
 from bridge.model import Change, Position, Seq
+from bridge.ops import logcontext
 from bridge.run import collector
 from bridge.run.delivery import Delivery, RunStats
 from bridge.run.reader import END, Decode, Failed, Source, decoded, read
@@ -61,8 +62,7 @@ def run(
     batcher = Batcher(limits, clock)
     sizer = BatchSizer(limits.max_changes, max(limits.max_changes, limits.grow_to), limits.max_request_bytes)
     handoff: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    reader = threading.Thread(target=read, args=(source, since, follow, handoff, stop),
-                              name="bridge-reader", daemon=True)
+    reader = logcontext.thread(read, args=(source, since, follow, handoff, stop), name="bridge-reader")
     reader.start()
 
     def wake() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from bridge.config.pipelines import Pipeline
 from bridge.errors import BridgeError, StopRequested
 from bridge.model import Seq
+from bridge.ops import logcontext
 from bridge.ops.events import Events
 from bridge.ops.tracker import Tracker
 from bridge.run.builder import Bridge
@@ -103,8 +104,8 @@ class Supervisor:
                 return False
             tracker = tracker or Tracker()
             stop = threading.Event()
-            thread = threading.Thread(target=self._run_one, args=(pipeline, stop, tracker),
-                                      name=f"pipeline-{pipeline.name}", daemon=True)
+            thread = logcontext.in_pipeline(pipeline.name, self._run_one, args=(pipeline, stop, tracker),
+                                            name=f"pipeline-{pipeline.name}")
             self._running[pipeline.name] = _Running(pipeline, stop, thread, tracker)
         thread.start()
         return True

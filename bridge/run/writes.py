@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from bridge.core.commits import CommitOrder, Ready
 from bridge.model import Batch, Refusal
+from bridge.ops import logcontext
 from bridge.run.delivery import Delivery, Planned, RunStats
 
 __all__ = ["Writes"]
@@ -44,7 +45,7 @@ class _WriterThread:
         self._inbox: queue.SimpleQueue[tuple[int, Planned] | None] = queue.SimpleQueue()
         self.outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
         self._ending = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="bridge-writer", daemon=True)
+        self.thread = logcontext.thread(self._loop, name="bridge-writer")
         self.thread.start()
 
     def _loop(self) -> None:

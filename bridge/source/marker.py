@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from bridge.config.settings import SourceSettings
 from bridge.errors import BridgeError, NotFoundError, ProtocolError
+from bridge.ops import logcontext
 from bridge.source.couch_http import CouchHttp, classify, parse_json, reason
 
 __all__ = ["DatabaseMarker", "MarkerWatch"]
@@ -125,7 +126,7 @@ class MarkerWatch:
         """Start checking (once; nothing to do without a marker token)."""
         if self._thread is not None or self._marker.token is None:
             return
-        self._thread = threading.Thread(target=self._run, name="bridge-marker-watch", daemon=True)
+        self._thread = logcontext.thread(self._run, name="bridge-marker-watch")
         self._thread.start()
 
     def stop(self) -> None:

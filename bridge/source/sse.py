@@ -31,6 +31,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.model import Position, Raw, Seq
+from bridge.ops import logcontext
 from bridge.ops.events import NO_EVENTS, SOURCE, Events
 from bridge.retry import delays
 from bridge.sessions import pin_environment
@@ -184,7 +185,7 @@ class SseSource:
         self._last_event_id = last_event_id or ""
         session = self._session or pin_environment(requests.Session(), self._url)
         done = threading.Event()
-        threading.Thread(target=self._watch_stop, args=(done,), name="sse-stop-watch", daemon=True).start()
+        logcontext.thread(self._watch_stop, args=(done,), name="sse-stop-watch").start()
         schedule, failures = delays(self._retry), 0
         logger.info("following event stream %s from Last-Event-ID %r", self._where, self.last_event_id)
         try:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError, StopRequested
+from bridge.ops import logcontext
 from bridge.verify.repair import repair
 from bridge.verify.report import LatestVerify, Report, VerifyObserver
 from bridge.verify.verify import Verifier
@@ -46,7 +47,7 @@ class PeriodicVerify:
         if self.interval > 0:
             logger.info("periodic verify every %s%s", self.settings.verify.every,
                         ", repairing what it finds" if self.settings.verify.repair else "")
-            self._thread = threading.Thread(target=self._loop, name="bridge-verify", daemon=True)
+            self._thread = logcontext.thread(self._loop, name="bridge-verify")
             self._thread.start()
         return self
 

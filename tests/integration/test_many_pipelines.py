@@ -130,3 +130,16 @@ def test_two_pipelines_share_one_panda_and_a_live_write_passes_a_backfill(couch_
                    process=bridge.process)
         assert bridge.stop() == 0
         assert panda.peak_concurrent_requests == 1
+
+
+def test_json_log_lines_name_their_pipeline_from_the_reader_and_writer_threads_too(three, couch_server):
+    fleet, a, b = three
+    couch_server.bulk_docs(a, docs("a", 3))
+    couch_server.bulk_docs(b, docs("b", 2))
+    done = fleet.cli("once", "--log-format", "json", "--log-level", "DEBUG")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    accepted = [line for line in lines if line["message"].startswith("PANDA accepted")]  # the writer thread's
+    assert {line.get("pipeline") for line in accepted} == {"people", "places", "surnames"}
+    caught_up = [line for line in lines if line["message"].startswith("caught up at seq")]
+    assert {line.get("pipeline") for line in caught_up} == {"people", "places", "surnames"}
