@@ -62,6 +62,12 @@ def _latency(figure: dict[str, Any] | None) -> str:
 
 Row = tuple[str, Callable[[Report], str]]
 
+
+def _shape_row(shape: str, about: str) -> Row:
+    """The source limit and `bridge once` on one document shape of the shapes phase."""
+    return ("shape `%s` (%s): source limit / `bridge once`" % (shape, about),
+            lambda r: _pair(_rate(r, "source limit, shape %s" % shape), _rate(r, "bridge once, shape %s" % shape)))
+
 ROWS: list[Row] = [
     ("source limit: read and parse the whole `_changes` feed, nothing else (rows/s, peak RSS)",
      lambda r: _pair(_rate(r, "source limit"), _rss(r, "source limit"))),
@@ -77,12 +83,9 @@ ROWS: list[Row] = [
      lambda r: _pair(_rate(r, "deletes: raw DELETEs"), _rate(r, "deletes: bridge once"))),
     ("the same, PANDA taking 20 ms per write",
      lambda r: _pair(_rate(r, "deletes: raw DELETEs, 20 ms/write"), _rate(r, "deletes: bridge once, 20 ms/write"))),
-    ("shape `unmapped` (about 400 bytes): source limit / `bridge once`",
-     lambda r: _pair(_rate(r, "source limit, shape unmapped"), _rate(r, "bridge once, shape unmapped"))),
-    ("shape `nested` (about 4 KB): source limit / `bridge once`",
-     lambda r: _pair(_rate(r, "source limit, shape nested"), _rate(r, "bridge once, shape nested"))),
-    ("shape `uuid` (`current` with CouchDB-style random ids): source limit / `bridge once`",
-     lambda r: _pair(_rate(r, "source limit, shape uuid"), _rate(r, "bridge once, shape uuid"))),
+    _shape_row("unmapped", "about 400 bytes"),
+    _shape_row("nested", "about 4 KB"),
+    _shape_row("uuid", "`current` with CouchDB-style random ids"),
     ("PANDA taking 500 ms per write: fixed 1,000-row batches / growing batches (wall)",
      lambda r: _pair(_wall(r, "slow PANDA (500 ms/write): fixed 1,000-row batches"),
                      _wall(r, "slow PANDA (500 ms/write): adaptive batches"))),
