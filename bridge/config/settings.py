@@ -242,6 +242,15 @@ class CheckpointSettings:
     """The state file (SQLite)."""
     deadletter: str = ""
     """The dead-letter file (JSON lines); defaults to the state file's path + `.deadletter.jsonl`."""
+    group_records: int = 10_000
+    """While the feed is not caught up, the records of acknowledged batches are written to the state file
+    together, up to this many documents' (core/grouping.py); 0 writes every batch on its own."""
+    group_seconds: float = 1.0
+    """Seconds at most that acknowledged batches wait to be written to the state file together."""
+
+    def __post_init__(self) -> None:
+        if self.group_records < 0 or self.group_seconds < 0:
+            raise ConfigError("[checkpoint] group_records and group_seconds must not be negative")
 
     @property
     def deadletter_path(self) -> Path:

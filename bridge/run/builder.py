@@ -18,6 +18,7 @@ import requests
 
 from bridge.config.settings import Settings, scrub_url
 from bridge.core.filtering import DocFilter, compile_selector
+from bridge.core.grouping import CommitGroup
 from bridge.core.keyspace import key_clashes
 from bridge.core.mapping import RowMapper
 from bridge.errors import CheckpointMismatch, ConfigError, TransientError
@@ -209,7 +210,7 @@ class Bridge:
             raise ConfigError("an event stream has no end to catch up to: use `bridge run`, not `bridge once`")
         saved = self.prepare()
         start = self.resolve_since(since, saved)
-        delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete())
+        delivery = self.delivery(self.deadletters, delete_unknown=not self._record_complete(), grouped=True)
         logger.info("mirroring %s into PANDA dataset %r (%s)", self._source_name(), self.settings.panda.dataset,
                     "following" if follow else "until caught up")
         if on_start is not None:
@@ -235,10 +236,13 @@ class Bridge:
         state = self.store.load()
         return state.complete if state is not None else True
 
-    def delivery(self, deadletters: DeadLetterFile, *, delete_unknown: bool) -> Delivery:
-        """The planning and delivery stage over this bridge's sink and state."""
+    def delivery(self, deadletters: DeadLetterFile, *, delete_unknown: bool, grouped: bool = False) -> Delivery:
+        """The planning and delivery stage over this bridge's sink and state; `grouped` lets a run write the
+        records of a backfill's batches to the state file together ([checkpoint] group_records)."""
+        checkpoint = self.settings.checkpoint
+        group = CommitGroup(checkpoint.group_records, checkpoint.group_seconds) if grouped else None
         return Delivery(self.sink, self.store, deadletters, self.mapper, self.filter.accepts,
-                        delete_unknown=delete_unknown, events=self.events)
+                        delete_unknown=delete_unknown, events=self.events, group=group)
 
     def retry_dead_letters(self, letters: DeadLetterFile, entries: list[DeadLetter]) -> list[DeadLetter]:
         """Deliver the dead-lettered documents again as they are now in the source; returns what is still refused.

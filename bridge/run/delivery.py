@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge.core.commits import Ready
+from bridge.core.grouping import CommitGroup
 from bridge.core.mapping import RowMapper
 from bridge.core.planning import Accepts, Plan, candidate_external_ids, plan_batch
 from bridge.model import Batch, Delete, Refusal, Sent, Seq, Upsert
@@ -79,7 +80,10 @@ class Delivery:
         *,
         delete_unknown: bool,
         events: Events = NO_EVENTS,
+        group: CommitGroup | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`group` holds the commits of a backfill's batches to write them together (None writes each)."""
         self.events = events
         """Told of every refusal and commit (the metrics)."""
         self._sink = sink
@@ -88,6 +92,8 @@ class Delivery:
         self._mapper = mapper
         self._accepts = accepts
         self._delete_unknown = delete_unknown
+        self._group = group
+        self._clock = clock
 
     @property
     def plans_ahead(self) -> bool:
@@ -156,7 +162,9 @@ class Delivery:
             doc = next((c.doc for c in changes if c.doc_id == doc_id), None)
             refusals.append(dataclasses.replace(refusal, doc=doc))
         dead = self.refuse(refusals)
-        self._store.commit(records, ready.position)
+        group = self._group
+        hold = group is not None and group.hold(len(records), caught_up=batch.caught_up, now=self._clock())
+        self._store.commit(records, ready.position, hold=hold)
         refused_upserts = sum(refusal.row is not None for refusal in ready.refused)
         upserted = len(plan.upserts) - refused_upserts
         deleted = len(plan.deletes) - (len(ready.refused) - refused_upserts)
@@ -171,10 +179,23 @@ class Delivery:
             stats.position = ready.position
         if changes or dead:
             logger.info(
-                "batch committed: %d changes, %d upserts, %d deletes, %d unchanged, %d dead-lettered; seq %s",
-                len(changes), len(plan.upserts), len(plan.deletes), plan.unchanged, dead, ready.position,
+                "batch %s: %d changes, %d upserts, %d deletes, %d unchanged, %d dead-lettered; seq %s%s",
+                "acknowledged" if hold else "committed", len(changes), len(plan.upserts), len(plan.deletes),
+                plan.unchanged, dead, ready.position, " (saved with the next checkpoint write)" if hold else "",
                 extra={"seq": str(ready.position) if ready.position is not None else None},
             )
+
+    def flush(self, *, overdue_only: bool = False) -> None:
+        """Write the held commits to the state file (with `overdue_only`, only once held for long enough)."""
+        group = self._group
+        if group is None or (overdue_only and not group.overdue(self._clock())):
+            return
+        written = self._store.flush()
+        group.written()
+        if written is not None:
+            documents, seq = written
+            logger.info("checkpoint saved: seq %s, with the records of %d documents", seq, documents,
+                        extra={"seq": str(seq) if seq is not None else None})
 
     def close(self) -> None:
         """Close the sink: by the thread that wrote last (the writer thread, in a run)."""

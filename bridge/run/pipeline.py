@@ -118,6 +118,7 @@ def run(
                     _deliver(batcher, writes, sizer)
                 if handoff.empty() and not writes.busy:  # nothing to plan meanwhile: record what returned
                     writes.finish()
+                delivery.flush(overdue_only=True)  # commits held while no batch came (core/grouping.py)
                 collector.collect_if_due()
                 if clock() - last_stats >= _STATS_INTERVAL:
                     last_stats = clock()
@@ -133,6 +134,7 @@ def run(
         writes.close(timeout=_JOIN_TIMEOUT)
         source.interrupt()
         reader.join(timeout=_JOIN_TIMEOUT)
+        delivery.flush()  # every held commit was acknowledged: save it, whatever ended the run
     if failure is not None:
         raise failure
     _log_stats(stats)

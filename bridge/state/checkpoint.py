@@ -5,6 +5,11 @@ document the external_id and row hash last acknowledged. One transaction saves a
 seq together, so a crash at any instant leaves either the old state or the new one, never a torn file.
 Before a batch is sent, the rows it touches are noted as pending: after a crash between PANDA's answer and
 the commit, those rows may differ from the record, so the replay re-sends or deletes them rather than skip.
+
+A commit may be held (`commit(..., hold=True)`, see core/grouping.py): its records and seq are kept in
+memory, where lookups, owners and pending notes already see them, and written with the next commit that is
+not held, by `flush` or by `close`. Until then the file keeps the older seq and the held rows' pending
+notes, so a crash replays the held batches, which is still at least once.
 """
 
 from __future__ import annotations
@@ -57,8 +62,18 @@ class StateStore:
         self._json = True
         """False where SQLite has no JSON functions: every batch then takes the row-by-row statements."""
         self._notes: dict[str, str] | None = None
-        """The pending notes as the file holds them (external_id -> doc_id), read once: this store is their
-        only writer while it is open, so each batch need not read and decode them again."""
+        """The pending notes (external_id -> doc_id), read once: this store is their only writer while it is
+        open, so each batch need not read and decode them again. Ahead of the file while commits are held."""
+        self._held: dict[str, Sent | None] = {}
+        """Records of held commits, not yet in the file (doc_id -> the latest record; None forgets it)."""
+        self._held_owners: dict[str, str] = {}
+        """external_id -> the held document that took it last (stale once that document's record moved on)."""
+        self._held_seq: Seq | None = None
+        """The seq of the latest held commit that moves the seq."""
+        self._holding = False
+        """True while a commit is held (it may hold a seq and no records)."""
+        self._notes_differ = False
+        """True when the pending notes in memory were settled further than the file's (by held commits)."""
         if path.exists():
             self._open()
 
@@ -81,10 +96,20 @@ class StateStore:
         return self._open()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Write what is held, then close the file (it is closed even when that write fails)."""
+        try:
+            self.flush()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._forget_notes()
+
+    def _forget_notes(self) -> None:
+        """Read the pending notes from the file again when next needed. Notes that held commits settled come
+        back with them: their documents are then treated as unsure, which only costs a re-send."""
         self._notes = None
+        self._notes_differ = False
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -93,12 +118,12 @@ class StateStore:
             try:
                 yield self._db
             except BaseException:
-                self._notes = None  # may hold this transaction's changes: read again from the file
+                self._forget_notes()  # may hold this transaction's changes: read again from the file
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._notes = None
+            self._forget_notes()
             raise StateError(f"cannot write the checkpoint {self.path}: {exc}") from None
 
     @contextmanager
@@ -117,7 +142,11 @@ class StateStore:
             return {key: json.loads(value) for key, value in rows}
 
     def load(self) -> Checkpoint | None:
-        """The saved checkpoint, or None for a new state file. Raises StateError when it cannot be read."""
+        """The saved checkpoint (held commits are written first), or None for a new state file.
+
+        Raises StateError when it cannot be read or what is held cannot be written.
+        """
+        self.flush()
         meta = self._meta()
         if "fingerprint" not in meta:
             return None
@@ -164,15 +193,34 @@ class StateStore:
         return current
 
     def lookup(self, doc_ids: Iterable[str]) -> dict[str, Sent]:
-        """What was last acknowledged for each of these documents (absent: nothing was)."""
-        rows = self._select_in(sql.LOOKUP, doc_ids)
+        """What was last acknowledged for each of these documents (absent: nothing was), held commits included."""
+        held = self._held
+        wanted = list(doc_ids)
+        rows = self._select_in(sql.LOOKUP, [doc_id for doc_id in wanted if doc_id not in held] if held else wanted)
         with self._reading():
-            return {doc_id: build(Sent, (external_id, sql.hash_value(row_hash)))
-                    for doc_id, external_id, row_hash in rows}
+            found = {doc_id: build(Sent, (external_id, sql.hash_value(row_hash)))
+                     for doc_id, external_id, row_hash in rows}
+        if held:
+            for doc_id in wanted:
+                sent = held.get(doc_id)
+                if sent is not None:
+                    found[doc_id] = sent
+        return found
 
     def owners(self, external_ids: Iterable[str]) -> dict[str, str]:
-        """The document that owns each of these external_ids (absent: none)."""
-        return {external_id: doc_id for external_id, doc_id in self._select_in(sql.OWNERS, external_ids)}
+        """The document that owns each of these external_ids (absent: none), held commits included."""
+        wanted = list(external_ids)
+        found = {external_id: doc_id for external_id, doc_id in self._select_in(sql.OWNERS, wanted)}
+        held = self._held
+        if held:
+            # A held record decides its document's external_id: the file's row for it is gone or moved.
+            found = {external_id: doc_id for external_id, doc_id in found.items() if doc_id not in held}
+            for external_id in wanted:
+                doc_id = self._held_owners.get(external_id)
+                sent = held.get(doc_id) if doc_id is not None else None
+                if sent is not None and sent.external_id == external_id:
+                    found[external_id] = doc_id
+        return found
 
     def _select_in(self, query: str, values: Iterable[str]) -> list[list[Any]]:
         """The rows `query` gathers into one JSON array for the `values` given as a JSON array."""
@@ -234,18 +282,56 @@ class StateStore:
             self._notes = notes
         return self._notes
 
-    def commit(self, records: Mapping[str, Sent | None], seq: Seq | None) -> None:
-        """In one transaction, set each document's record (None forgets it) and move the seq to `seq`.
+    def commit(self, records: Mapping[str, Sent | None], seq: Seq | None, *, hold: bool = False) -> None:
+        """Set each document's record (None forgets it) and move the seq to `seq`, in one transaction.
 
-        `seq` None keeps the saved seq. Records are applied in the given order; forgetting goes first so an
-        external_id can pass from one document to another within a batch. The pending notes of every
-        document in `records` are cleared: its outcome is now recorded.
+        `seq` None keeps the saved seq. Forgetting goes first, so an external_id can pass from one document
+        to another within a batch. The pending notes of every document in `records` are cleared: its outcome
+        is now recorded. With `hold`, the commit is kept in memory and written, with every commit held
+        before it, by the next commit without `hold`, by `flush` or by `close` (see the module docstring).
         """
+        if records:
+            self._settle(records)
+        if not self._holding and not hold:
+            self._write(records, seq)  # the common case while following: nothing held, nothing to merge
+            return
+        held = self._held
+        owners = self._held_owners
+        for doc_id, sent in records.items():
+            held[doc_id] = sent
+            if sent is not None:
+                owners[sent.external_id] = doc_id
+        if seq is not None:
+            self._held_seq = seq
+        self._holding = True
+        if not hold:
+            self.flush()
+
+    def flush(self) -> tuple[int, Seq | None] | None:
+        """Write every held commit in one transaction; returns how many documents' records it wrote and the
+        seq it saved (None: it kept the saved seq), or None when nothing was held."""
+        if not self._holding:
+            return None
+        held, seq = self._held, self._held_seq
+        self._write(held, seq)
+        self._held = {}
+        self._held_owners = {}
+        self._held_seq = None
+        self._holding = False
+        return len(held), seq
+
+    @property
+    def held(self) -> int:
+        """How many documents' records are held, not yet in the file."""
+        return len(self._held)
+
+    def _write(self, records: Mapping[str, Sent | None], seq: Seq | None) -> None:
+        """Write records, the seq and the pending notes as memory has them, in one transaction."""
         forget = [doc_id for doc_id, sent in records.items() if sent is None]
         keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
         with self._transaction() as db:
-            if records:
-                self._settle(db, records)
+            if self._notes_differ:
+                self._write_notes(db)
             # REPLACE removes whatever row holds the doc_id or the external_id, so no DELETE is needed first,
             # and an external_id forgotten or moved away earlier in this commit can be taken.
             if not self._json or sql.has_nul(records) or any("\x00" in eid for _doc_id, eid, _hash in keep):
@@ -259,30 +345,40 @@ class StateStore:
             if seq is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (json.dumps(seq.value),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('saved_at', ?)", (json.dumps(time.time()),))
+        self._notes_differ = False
 
-    def _settle(self, db: sqlite3.Connection, records: Mapping[str, Sent | None]) -> None:
-        """Clear the pending notes of the documents in `records`, keeping every other note (inside a transaction)."""
+    def _settle(self, records: Mapping[str, Sent | None]) -> None:
+        """Clear the pending notes of the documents in `records` in memory, keeping every other note; the file's
+        notes are rewritten with the next write (`_notes_differ`)."""
         notes = self._pending_notes()
         left = {external_id: doc_id for external_id, doc_id in notes.items() if doc_id not in records}
         if len(left) == len(notes):
             return  # nothing of these documents was noted (e.g. only the batch planned ahead is pending)
-        db.execute("DELETE FROM pending_batches")
-        if left:
-            pairs = [[doc_id, external_id] for external_id, doc_id in left.items()]
-            db.execute("INSERT INTO pending_batches (pairs) VALUES (?)", (orjson.dumps(pairs),))
         self._notes = left
+        self._notes_differ = True
+
+    def _write_notes(self, db: sqlite3.Connection) -> None:
+        """Replace the file's pending notes with memory's (inside a transaction)."""
+        db.execute("DELETE FROM pending_batches")
+        notes = self._notes or {}
+        if notes:
+            pairs = [[doc_id, external_id] for external_id, doc_id in notes.items()]
+            db.execute("INSERT INTO pending_batches (pairs) VALUES (?)", (orjson.dumps(pairs),))
 
     def reset(self) -> None:
         """Forget everything: seq, fingerprint and the record of sent rows."""
+        self._held, self._held_owners, self._held_seq, self._holding = {}, {}, None, False
         with self._transaction() as db:
             db.execute("DELETE FROM meta")
             db.execute("DELETE FROM sent")
             db.execute("DELETE FROM pending_batches")
             self._notes = {}
+            self._notes_differ = False
 
     def records(self, chunk: int = 1000) -> Iterator[list[tuple[str, str, int]]]:
         """Every record as (doc_id, external_id, row_hash), in chunks, so a million cost no more memory than one
         chunk (for verification; nothing is yielded when there is no state file)."""
+        self.flush()
         if self._conn is None:
             return
         with self._reading():
@@ -293,6 +389,7 @@ class StateStore:
     def noted_external_ids(self) -> dict[str, str]:
         """Every external_id noted as about to be written, with its document: a crashed run may have written it
         without recording it (for verification, which counts such rows as the bridge's)."""
+        self.flush()
         if self._conn is None:
             return {}
         notes: dict[str, str] = {}
@@ -305,6 +402,7 @@ class StateStore:
         """Set (or, with None, forget) these documents' records in one transaction; the seq and the pending
         notes stay as they are. For repair and rebuild, which change rows outside the feed: safe beside a
         running pipeline's own connection, since it touches neither its seq nor its notes."""
+        self.flush()
         forget = [(doc_id,) for doc_id, sent in records.items() if sent is None]
         keep = [(doc_id, sent.external_id, sent.row_hash) for doc_id, sent in records.items() if sent is not None]
         with self._transaction() as db:
@@ -313,10 +411,12 @@ class StateStore:
 
     def mark_complete(self, complete: bool) -> None:
         """Say whether the record covers every row of the dataset (set by a rebuild once it has finished)."""
+        self.flush()
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (json.dumps(complete),))
 
     def sent_external_ids(self) -> Sequence[str]:
         """Every external_id the record says PANDA holds (for verification tools)."""
+        self.flush()
         with self._reading():
             return [row[0] for row in self._db.execute("SELECT external_id FROM sent")]

@@ -5,7 +5,9 @@ test_crash.py kills at random moments; these kill at known points, shown by evid
 - the write in flight, held by emulator latency, the kill at its arrival (the watch_writes hook): PANDA
   completes it after the client died, as PANDA behind nginx does;
 - after the pending note, before any write was made (every write refused before it happens);
-- inside the commit's transaction (tests/support/crashpoint.py pauses there): SQLite rolls it back.
+- inside the commit's transaction (tests/support/crashpoint.py pauses there): SQLite rolls it back;
+- while acknowledged batches of a backfill are held to be saved together (core/grouping.py): the file still
+  has the older seq and their pending notes.
 Each workload mixes new documents, an update back to content PANDA held before, and a delete.
 """
 
@@ -32,6 +34,16 @@ def pending_notes(pipeline: Pipeline) -> int:
     finally:
         conn.close()
     return int(count)
+
+
+def saved_seq(pipeline: Pipeline) -> object:
+    """The seq the state file holds (committed data only); None before the first save."""
+    conn = sqlite3.connect(f"file:{pipeline.checkpoint}?mode=ro", uri=True)
+    try:
+        found = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+    finally:
+        conn.close()
+    return None if found is None else found[0]
 
 
 def writes(panda: PandaEmulator) -> int:
@@ -121,6 +133,23 @@ def test_kill_inside_the_commit(couch_db, pipeline, panda, tmp_path: Path):
     process = start_backfilled(couch_db, pipeline, panda, command)
     wait_until(flag.exists, "the bridge paused inside its first commit", process=process)
     assert len(pipeline.rows()) == 20 and pending_notes(pipeline) > 0  # PANDA has them; the commit is open
+    kill(process)
+    churn(couch_db)
+    converges(couch_db, pipeline, panda)
+
+
+def test_kill_while_acknowledged_batches_are_held(couch_db, pipeline, panda):
+    # Fixed batches of 5 and 0.3 s per write: a backfill of 100 documents is 20 batches, and none of them is
+    # caught up but the last, so their commits are held (for up to a minute, by this configuration).
+    pipeline.extra = {"batch": {"max_changes": 5, "grow_to": 5, "max_age": 0.05},
+                      "checkpoint": {"group_records": 10**6, "group_seconds": 60.0}}
+    pipeline.write_config()
+    couch_db.server.bulk_docs(couch_db.name, make_docs(100))
+    panda.set_latency(0.3)
+    process = subprocess.Popen(pipeline.command("run"), env=pipeline.env(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: len(pipeline.rows()) >= 30, "several batches were acknowledged", process=process)
+    assert saved_seq(pipeline) is None and pending_notes(pipeline) > 0  # PANDA has them; the file does not
     kill(process)
     churn(couch_db)
     converges(couch_db, pipeline, panda)

@@ -2,8 +2,8 @@
 
     python -m tests.support.crashpoint FLAG_FILE BRIDGE_ARGS...
 
-Once StateStore.commit has opened its transaction and cleared the batch's pending notes (not yet
-committed), FLAG_FILE is created and the process sleeps: a kill from the test then provably lands during
+Once StateStore.commit has opened its transaction and rewritten the pending notes without the batch's
+(not yet committed), FLAG_FILE is created and the process sleeps: a kill from the test then provably lands during
 the commit. Test support only; the bridge itself has no such hook.
 """
 
@@ -21,14 +21,14 @@ def main() -> int:
     flag, args = Path(sys.argv[1]), sys.argv[2:]
     from bridge.state import checkpoint
 
-    settle = checkpoint.StateStore._settle  # inside commit's transaction; AttributeError if it was renamed
+    write_notes = checkpoint.StateStore._write_notes  # inside commit's transaction; AttributeError if renamed
 
-    def paused(self: Any, db: Any, records: Any) -> None:
-        settle(self, db, records)
+    def paused(self: Any, db: Any) -> None:
+        write_notes(self, db)
         flag.write_text("inside the commit's transaction\n")
         time.sleep(_PAUSE)
 
-    checkpoint.StateStore._settle = paused  # type: ignore[method-assign]
+    checkpoint.StateStore._write_notes = paused  # type: ignore[method-assign]
     from bridge.__main__ import main as bridge_main
 
     sys.argv = ["bridge", *args]

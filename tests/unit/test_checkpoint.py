@@ -143,3 +143,92 @@ def test_reading_records_without_a_state_file_creates_none(tmp_path):
     store = StateStore(tmp_path / "absent")
     assert list(store.records()) == [] and store.noted_external_ids() == {}
     assert not (tmp_path / "absent").exists()
+
+
+def in_file(path):
+    """The state file as another process would read it (held commits are not in it)."""
+    other = StateStore(path)
+    try:
+        saved = other.load()
+        return saved, other.noted_external_ids(), dict(
+            (doc_id, Sent(eid, digest)) for chunk in other.records() for doc_id, eid, digest in chunk)
+    finally:
+        other.close()
+
+
+def test_held_commits_are_seen_by_planning_and_written_together(tmp_path, statements):
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    store.commit({"a": Sent("a", 1), "b": Sent("b", 2)}, Seq(1))
+    store.intend([("a", "a"), ("c", "c")])
+    store.commit({"a": Sent("a", 3), "c": Sent("c", 4)}, Seq(2), hold=True)
+    store.intend([("b", "b")])
+    store.commit({"b": None}, Seq(3), hold=True)
+    assert store.held == 3
+    assert store.lookup(["a", "b", "c", "d"]) == {"a": Sent("a", 3), "c": Sent("c", 4)}
+    assert store.owners(["a", "b", "c"]) == {"a": "a", "c": "c"}
+    assert store.pending(["a", "b", "c"]) == {}  # settled in memory
+    saved, notes, records = in_file(path)
+    assert saved.seq == Seq(1) and records == {"a": Sent("a", 1), "b": Sent("b", 2)}
+    assert notes == {"a": "a", "b": "b", "c": "c"}  # a crash now replays from 1 with these rows unsure
+    assert store.flush() == (3, Seq(3))
+    assert store.held == 0 and store.flush() is None
+    saved, notes, records = in_file(path)
+    assert saved.seq == Seq(3) and records == {"a": Sent("a", 3), "c": Sent("c", 4)} and notes == {}
+
+
+def test_a_commit_not_held_writes_every_held_one_with_it(tmp_path, statements):
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    store.commit({"a": Sent("a", 1)}, Seq(1), hold=True)
+    store.commit({}, Seq(2), hold=True)  # only the seq moves
+    store.commit({"b": Sent("b", 2)}, None)  # None keeps the seq the held commits moved to
+    saved, _, records = in_file(path)
+    assert saved.seq == Seq(2) and records == {"a": Sent("a", 1), "b": Sent("b", 2)}
+
+
+def test_external_ids_passing_between_documents_across_held_commits(tmp_path, statements):
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    store.commit({"d1": Sent("x", 1), "d3": Sent("z", 1)}, Seq(1))
+    store.commit({"d1": Sent("y", 2)}, Seq(2), hold=True)  # d1 leaves x ...
+    store.commit({"d2": Sent("x", 3)}, Seq(3), hold=True)  # ... which d2 takes
+    store.commit({"d3": None}, Seq(4), hold=True)  # d3 is deleted: z is free
+    expected = {"d1": Sent("y", 2), "d2": Sent("x", 3)}
+    assert store.lookup(["d1", "d2", "d3"]) == expected
+    assert store.owners(["x", "y", "z"]) == {"x": "d2", "y": "d1"}
+    store.commit({"d2": Sent("w", 4)}, Seq(5), hold=True)  # and moves on: x is nobody's
+    assert store.owners(["x", "w"]) == {"w": "d2"}
+    store.close()  # closing writes what is held
+    store = StateStore(path)
+    assert store.lookup(["d1", "d2", "d3"]) == {"d1": Sent("y", 2), "d2": Sent("w", 4)}
+    assert store.owners(["x", "y", "z", "w"]) == {"y": "d1", "w": "d2"} and store.load().seq == Seq(5)
+
+
+def test_a_crash_while_commits_are_held_leaves_the_older_state_whole(tmp_path):
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    store.commit({"a": Sent("a", 1)}, Seq(1))
+    store.intend([("a", "a")])
+    store.commit({"a": Sent("a", 2)}, Seq(2), hold=True)
+    store._conn.close()  # the process dies: nothing more reaches the file
+    store._conn = None
+    store._holding = False
+    replay = StateStore(path)
+    assert replay.load().seq == Seq(1) and replay.lookup(["a"]) == {"a": Sent("a", 1)}
+    assert replay.pending(["a"]) == {"a": ["a"]}  # the replay treats the row as unsure: it is re-sent
+
+
+def test_reset_forgets_held_commits_too(tmp_path):
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    store.commit({"a": Sent("a", 1)}, Seq(1), hold=True)
+    store.reset()
+    assert store.held == 0 and store.lookup(["a"]) == {} and store.load() is None
+    store.close()
+    assert in_file(path)[0] is None

@@ -115,6 +115,8 @@ def test_scrub_url():
         (GOOD.replace('url = "http://127.0.0.1:8000"', 'url = "http://127.0.0.1:8000/?x=1"'), "host"),
         (GOOD.replace('email = "panda@pandaproject.net"', 'email = " panda@pandaproject.net"'), "printable ASCII"),
         (GOOD.replace('dataset = "contributors"', 'dataset = "schema"'), "slug"),
+        (GOOD + "group_records = -1\n", "group_records and group_seconds must not be negative"),
+        (GOOD + "group_seconds = -0.5\n", "group_records and group_seconds must not be negative"),
         # set by the start-up checks only, never by a configuration
         (GOOD + "\n[retry]\nmax_tries = 2\n", r"unknown key.*max_tries"),
     ],

@@ -49,7 +49,7 @@ class Panda:
 
 
 class KilledAtCommit(StateStore):
-    def commit(self, records: Any, seq: Any) -> None:
+    def commit(self, records: Any, seq: Any, *, hold: bool = False) -> None:
         raise Killed
 
 

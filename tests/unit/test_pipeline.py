@@ -10,6 +10,7 @@ import pytest
 
 from bridge.config.settings import BatchSettings, MappingSettings
 from bridge.core.filtering import DocFilter
+from bridge.core.grouping import CommitGroup
 from bridge.core.mapping import RowMapper
 from bridge.errors import AuthError
 from bridge.model import Batch, Delete, Position, Refusal, Seq, Upsert
@@ -305,3 +306,90 @@ def test_live_changes_read_while_a_write_is_in_flight_go_out_together_when_it_re
     assert sink.seen_in_flight  # the committer went on reading while the write was in flight
     assert sink.batches == [["a"], ["b", "c", "d"]]
     assert store.load().seq == Seq(4)
+
+
+class FileWatchingSink(FakeSink):
+    """Notes the seq the state file holds (as another process would read it) at every write."""
+
+    def __init__(self, path: Any, fail_after: int | None = None) -> None:
+        super().__init__(fail_after)
+        self.path = path
+        self.file_seqs: list[Seq | None] = []
+
+    def upsert(self, rows: Sequence[Upsert]) -> list[Refusal]:
+        other = StateStore(self.path)
+        try:
+            saved = other.load()
+            self.file_seqs.append(saved.seq if saved is not None else None)
+        finally:
+            other.close()
+        return super().upsert(rows)
+
+
+def grouped(sink, store, letters, group):
+    return Delivery(sink, store, letters, RowMapper(MappingSettings(columns=["name"])), DocFilter().accepts,
+                    delete_unknown=False, group=group)
+
+
+def test_a_backfill_holds_its_commits_and_saves_them_together_once_caught_up(parts, tmp_path, caplog):
+    store, letters = parts
+    sink = FileWatchingSink(tmp_path / "state")
+    items = [row(seq, f"d{seq}", f"N{seq}") for seq in range(1, 8)] + [Position(Seq(7), caught_up=True)]
+    delivery = grouped(sink, store, letters, CommitGroup(max_records=100, max_seconds=60))
+    with caplog.at_level("INFO", logger="bridge.run.delivery"):
+        run(FakeSource(items), decode_row, delivery, TWO_PER_BATCH, since=None, follow=False,
+            stop=threading.Event())
+    # Batches 1-3 (d1..d6) were held: the file kept no seq while they were written; the caught-up batch (d7)
+    # saved them with its own commit.
+    assert sink.file_seqs == [None, None, None, None] and len(sink.rows) == 7
+    messages = [record.getMessage() for record in caplog.records if record.name == "bridge.run.delivery"]
+    assert [m.split(":")[0] for m in messages] == ["batch acknowledged"] * 3 + ["batch committed"]
+    assert messages[0].endswith("seq 2 (saved with the next checkpoint write)") and messages[3].endswith("seq 7")
+    other = StateStore(tmp_path / "state")
+    assert other.load().seq == Seq(7) and other.load().documents == 7
+    other.close()
+
+
+def test_a_run_that_ends_before_catching_up_saves_what_it_holds(parts, tmp_path, caplog):
+    store, letters = parts
+    items = [row(seq, f"d{seq}", f"N{seq}") for seq in range(1, 6)]
+    delivery = grouped(FakeSink(), store, letters, CommitGroup(max_records=100, max_seconds=60))
+    with caplog.at_level("INFO", logger="bridge.run.delivery"):
+        run(FakeSource(items), decode_row, delivery, TWO_PER_BATCH, since=None, follow=False,
+            stop=threading.Event())
+    delivered = [record.getMessage() for record in caplog.records if record.name == "bridge.run.delivery"]
+    assert delivered[-1] == "checkpoint saved: seq 5, with the records of 5 documents"
+    other = StateStore(tmp_path / "state")
+    assert other.load().seq == Seq(5) and other.load().documents == 5
+    other.close()
+
+
+def test_held_commits_are_saved_when_a_write_fails_fatally(parts, tmp_path):
+    store, letters = parts
+    sink = FileWatchingSink(tmp_path / "state", fail_after=2)
+    items = [row(seq, f"d{seq}", f"N{seq}") for seq in range(1, 7)] + [Position(Seq(6))]
+    delivery = grouped(sink, store, letters, CommitGroup(max_records=100, max_seconds=60))
+    with pytest.raises(AuthError):
+        run(FakeSource(items), decode_row, delivery, TWO_PER_BATCH, since=None, follow=False,
+            stop=threading.Event())
+    other = StateStore(tmp_path / "state")
+    assert other.load().seq == Seq(4) and other.load().documents == 4  # the two acknowledged batches
+    other.close()
+
+
+def test_commits_held_while_no_batch_comes_are_saved_once_overdue(parts, tmp_path):
+    store, letters = parts
+    now = [100.0]
+    delivery = Delivery(FakeSink(), store, letters, RowMapper(MappingSettings(columns=["name"])),
+                        DocFilter().accepts, delete_unknown=False, group=CommitGroup(100, 1.0), clock=lambda: now[0])
+    delivery.deliver(Batch((decode_row(row(1, "a", "A")),), Seq(1)), RunStats())
+    assert store.held == 1
+    now[0] = 100.9
+    delivery.flush(overdue_only=True)
+    assert store.held == 1
+    now[0] = 101.0
+    delivery.flush(overdue_only=True)
+    assert store.held == 0
+    other = StateStore(tmp_path / "state")
+    assert other.load().seq == Seq(1)
+    other.close()
