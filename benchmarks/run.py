@@ -110,8 +110,7 @@ class Bench:
         return self.couch.pid  # its CPU is part of every figure
 
     def settle(self) -> None:
-        wait_idle(self.couch_pid)
-        wait_idle(self.emulator.pid)
+        wait_idle(self.couch_pid, self.emulator.pid)
 
     def measure(self, name: str, command: list[str], rows: int, *, env: dict[str, str] | None = None,
                 check: Callable[[], str | None] | None = None, settle: bool = True, **info: Any) -> Run:

@@ -30,17 +30,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
-def wait_idle(pid: int, *, window: float = 0.5, busy: float = 0.05, timeout: float = 120.0) -> float:
-    """Wait until the process used under `busy` of one CPU over `window`; returns the seconds waited.
+def wait_idle(*pids: int, window: float = 0.5, busy: float = 0.05, timeout: float = 120.0) -> float:
+    """Wait until each process used under `busy` of one CPU over the same `window`; returns the seconds waited.
 
     pouchdb-server keeps producing a continuous feed into a dead socket after its client left, and its
     garbage collector runs after big reads: a run that starts before it settles pays for the last one.
+    The processes are watched together, so servers that are already idle cost one window, not one each.
     """
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        before = cpu_seconds(pid)
+        before = [cpu_seconds(pid) for pid in pids]
         time.sleep(window)
-        if cpu_seconds(pid) - before < busy * window:
+        if all(cpu_seconds(pid) - used < busy * window for pid, used in zip(pids, before)):
             break
     return time.monotonic() - started
 
