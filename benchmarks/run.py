@@ -505,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                   figure["max_ms"], figure["put_requests"]))
     print()
     for target, verdict in report["targets"].items():
-        print("%-18s %s  %s" % (target, "met   " if verdict["met"] else "MISSED",
+        met = verdict["met"]
+        print("%-18s %s  %s" % (target, "shown " if met is None else "met   " if met else "MISSED",
                                 {k: v for k, v in verdict.items() if k != "met"}))
     print("\nwritten to %s (%d s in all)" % (args.output, report["total_s"]))
     shutil.rmtree(scratch, ignore_errors=True)

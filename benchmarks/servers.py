@@ -41,7 +41,7 @@ def wait_idle(*pids: int, window: float = 0.5, busy: float = 0.05, timeout: floa
     while time.monotonic() - started < timeout:
         before = [cpu_seconds(pid) for pid in pids]
         time.sleep(window)
-        if all(cpu_seconds(pid) - used < busy * window for pid, used in zip(pids, before)):
+        if all(cpu_seconds(pid) - used < busy * window for pid, used in zip(pids, before, strict=True)):
             break
     return time.monotonic() - started
 
