@@ -337,11 +337,11 @@ class StateStore:
             if not self._json or sql.has_nul(records) or any("\x00" in eid for _doc_id, eid, _hash in keep):
                 db.executemany("DELETE FROM sent WHERE doc_id = ?", [(doc_id,) for doc_id in forget])
                 db.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", keep)
-            else:
-                if forget:
-                    db.execute(sql.FORGET, (orjson.dumps(forget),))
-                if keep:
-                    db.execute(sql.KEEP, (orjson.dumps(keep),))
+            else:  # a statement per WRITE_CHUNK records: a group's one JSON text would cost megabytes at its peak
+                for start in range(0, len(forget), sql.WRITE_CHUNK):
+                    db.execute(sql.FORGET, (orjson.dumps(forget[start:start + sql.WRITE_CHUNK]),))
+                for start in range(0, len(keep), sql.WRITE_CHUNK):
+                    db.execute(sql.KEEP, (orjson.dumps(keep[start:start + sql.WRITE_CHUNK]),))
             if seq is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (json.dumps(seq.value),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('saved_at', ?)", (json.dumps(time.time()),))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-__all__ = ["SCHEMA", "KEEP", "FORGET", "LOOKUP", "OWNERS", "ROW_BY_ROW", "LOOKUP_CHUNK", "hash_value", "has_nul",
-           "has_json_functions"]
+__all__ = ["SCHEMA", "KEEP", "FORGET", "LOOKUP", "OWNERS", "ROW_BY_ROW", "LOOKUP_CHUNK", "WRITE_CHUNK", "hash_value",
+           "has_nul", "has_json_functions"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +52,10 @@ ROW_BY_ROW = {  # the same, one bound parameter per value
     OWNERS: "SELECT external_id, doc_id FROM sent WHERE external_id IN ({})",
 }
 LOOKUP_CHUNK = 500  # row by row: stays under SQLite's host-parameter limit
+WRITE_CHUNK = 1000
+"""Records per statement when a group of held commits is written (one transaction, several statements):
+10,000 records in one JSON text raised a process's peak memory by 7-9 MB against 1,000 (SQLite parses and
+sorts the whole text), and wrote ordered ids no faster."""
 
 
 def hash_value(stored: int | str | bytes) -> int:

@@ -232,3 +232,16 @@ def test_reset_forgets_held_commits_too(tmp_path):
     assert store.held == 0 and store.lookup(["a"]) == {} and store.load() is None
     store.close()
     assert in_file(path)[0] is None
+
+
+def test_a_group_larger_than_one_statement_is_written_whole(tmp_path, statements):
+    path = tmp_path / "s"
+    store = StateStore(path)
+    store.claim(FP)
+    first = {f"d{i}": Sent(f"e{i}", i) for i in range(2500)}
+    store.commit(first, Seq(1), hold=True)
+    store.commit(dict.fromkeys(f"d{i}" for i in range(0, 2500, 2)), Seq(2), hold=True)  # 1,250 forgotten
+    store.close()
+    store = StateStore(path)
+    expected = {f"d{i}": Sent(f"e{i}", i) for i in range(1, 2500, 2)}
+    assert store.lookup(list(first)) == expected and store.load().documents == 1250
