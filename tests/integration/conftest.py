@@ -27,6 +27,11 @@ def panda() -> Iterator[PandaEmulator]:
 
 
 @pytest.fixture
-def pipeline(couch_db: CouchDatabase, panda: PandaEmulator, tmp_path: Path) -> Pipeline:
-    """A bridge configuration from a fresh database to a new dataset, state under tmp_path."""
-    return Pipeline(source_url=couch_db.server.url, database=couch_db.name, panda=panda, dir=tmp_path / "bridge")
+def pipeline(couch_db: CouchDatabase, panda: PandaEmulator, tmp_path: Path) -> Iterator[Pipeline]:
+    """A bridge configuration from a fresh database to a new dataset, state under tmp_path; the processes
+    it started and the test left running are killed at the end."""
+    made = Pipeline(source_url=couch_db.server.url, database=couch_db.name, panda=panda, dir=tmp_path / "bridge")
+    try:
+        yield made
+    finally:
+        made.reap()

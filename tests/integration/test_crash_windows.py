@@ -56,8 +56,7 @@ def start_backfilled(couch_db: CouchDatabase, pipeline: Pipeline, panda: PandaEm
     pipeline.extra = {"panda": {"timeout": 120.0}, "batch": {"max_age": 0.05}}
     pipeline.write_config()
     couch_db.server.bulk_docs(couch_db.name, make_docs(20))
-    process = subprocess.Popen(command or pipeline.command("run"), env=pipeline.env(), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = pipeline.spawn(command or pipeline.command("run"))
     if command is None:
         wait_until(lambda: len(pipeline.rows()) == 20 and pending_notes(pipeline) == 0,
                    "the backfill was committed", process=process)
@@ -146,8 +145,7 @@ def test_kill_while_acknowledged_batches_are_held(couch_db, pipeline, panda):
     pipeline.write_config()
     couch_db.server.bulk_docs(couch_db.name, make_docs(100))
     panda.set_latency(0.3)
-    process = subprocess.Popen(pipeline.command("run"), env=pipeline.env(), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = pipeline.spawn(pipeline.command("run"))
     wait_until(lambda: len(pipeline.rows()) >= 30, "several batches were acknowledged", process=process)
     assert saved_seq(pipeline) is None and pending_notes(pipeline) > 0  # PANDA has them; the file does not
     kill(process)

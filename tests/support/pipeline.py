@@ -41,6 +41,8 @@ class Pipeline:
     """Passed as --log-format when set."""
     scan: SecretScan | None = None
     """When set, the log of every run made through once(), cli() and watch() is checked for these secrets."""
+    spawned: list[subprocess.Popen[str]] = field(default_factory=list)
+    """Every background process started by spawn() or start(); reap() kills those still running."""
 
     @property
     def config(self) -> Path:
@@ -105,8 +107,23 @@ class Pipeline:
     def start(self, *args: str, command: str = "run") -> subprocess.Popen[str]:
         """Start `bridge run` in the background; stderr is kept for assertions."""
         self.write_config() if not self.config.exists() else None
-        return subprocess.Popen(self.command(command, *args), env=self.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        return self.spawn(self.command(command, *args), stdout=subprocess.PIPE)
+
+    def spawn(self, argv: Sequence[str], stdout: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+        """Start a process with this pipeline's environment and stderr piped; the fixture reaps it at the end
+        of the test, so a failed assertion never leaves it running."""
+        process = subprocess.Popen(list(argv), env=self.env(), stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                   stdin=subprocess.DEVNULL)
+        self.spawned.append(process)
+        return process
+
+    def reap(self) -> None:
+        """Kill every spawned process still running (the test is over, whatever its outcome)."""
+        for process in self.spawned:
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)  # not communicate(): a Watched thread may still be reading its stderr
+        self.spawned.clear()
 
     def rows(self) -> dict[str, list[Any]]:
         """The dataset's rows; empty until the bridge has created the dataset."""
