@@ -110,12 +110,12 @@ def run(
                         # Inside the chunk no batch outgrows its limits; more items are at hand (the rest of
                         # the chunk: a chunk ends at a Position), so being caught up is judged after it.
                         if batcher.due(True):
-                            _deliver(batcher, writes, sizer)
+                            _deliver(batcher, writes, sizer, clock)
                 # While a write is in flight, changes that arrive join the next batch, which goes out as
                 # soon as the write returns (the writer wakes this loop): handed on earlier, it would wait
                 # for the write anyway, and changes read meanwhile would wait for one more write.
                 if batcher.due(not handoff.empty() or writes.busy):
-                    _deliver(batcher, writes, sizer)
+                    _deliver(batcher, writes, sizer, clock)
                 if handoff.empty() and not writes.busy:  # nothing to plan meanwhile: record what returned
                     writes.finish()
                 delivery.flush(overdue_only=True)  # commits held while no batch came (core/grouping.py)
@@ -125,7 +125,7 @@ def run(
                     _log_stats(stats)
             if failure is None or isinstance(failure, BridgeError):
                 # The batch in hand was read correctly: deliver it before stopping or raising.
-                _deliver(batcher, writes, sizer)
+                _deliver(batcher, writes, sizer, clock)
             writes.finish()
         except StopRequested:  # a stop while PANDA was failing: nothing past the last acknowledged batch is saved
             logger.warning("stopped before PANDA acknowledged the batch in hand; it will be re-read on restart")
@@ -141,7 +141,7 @@ def run(
     return stats
 
 
-def _deliver(batcher: Batcher, writes: Writes, sizer: BatchSizer) -> None:
+def _deliver(batcher: Batcher, writes: Writes, sizer: BatchSizer, clock: Callable[[], float]) -> None:
     """Hand the pending batch on, then size the next one: bigger while the sink is slow and a backlog waits."""
     batch = batcher.take()
     if batch is not None:
@@ -149,7 +149,7 @@ def _deliver(batcher: Batcher, writes: Writes, sizer: BatchSizer) -> None:
         nbytes = sum(change.size for change in batch.changes)
         batcher.max_changes = sizer.delivered(len(batch.changes), nbytes, caught_up=batch.caught_up,
                                               sink_busy=writes.sink_was_busy(),
-                                              write_seconds=writes.last_write_seconds)
+                                              write_seconds=writes.last_write_seconds, now=clock())
 
 
 def _log_stats(stats: RunStats) -> None:

@@ -1,66 +1,145 @@
-"""sizing.py: batches grow while the sink is slow and a backlog waits, shrink when caught up, fit the byte cap."""
+"""sizing.py: batches grow while the sink is slow and a backlog waits, and only while growing pays; they
+shrink when caught up and fit the byte cap."""
 
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from bridge.core.sizing import SLOW_WRITE, BatchSizer
+from bridge.core.sizing import GAIN, REPROBE, SLOW_WRITE, TRIAL, BatchSizer
 
 MB = 1_000_000
 
-# (changes, feed bytes, caught_up, sink_busy) -> size after it, after 500 ms writes; 200-byte rows fit 20,000 in 4 MB
-BacklogSlowSink = [((1000, 200_000, False, True), 2000), ((2000, 400_000, False, True), 4000),
-                   ((4000, 800_000, False, True), 8000), ((8000, 1_600_000, False, True), 16000),
-                   ((16000, 3_200_000, False, True), 20000), ((20000, 4_000_000, False, True), 20000)]
 
-
-@pytest.mark.parametrize(
-    ("batches", "sizes"),
-    [
-        # a slow sink and a backlog: doubling up to the row cap
-        ([b for b, _ in BacklogSlowSink], [s for _, s in BacklogSlowSink]),
-        # a sink that keeps up: fixed batches
-        ([(1000, 230_000, False, False)] * 3, [1000, 1000, 1000]),
-        # the sink is the bottleneck but answers fast (rows, not requests, decide): fixed batches
-        ([(1000, 230_000, False, True, 0.02)] * 3, [1000, 1000, 1000]),
-        # a slow sink but no backlog (the batch was due on age before it filled): no growth
-        ([(300, 69_000, False, True)], [1000]),
-        # caught up: back to the base at once, also right after growing
-        ([(1000, 230_000, False, True), (2000, 460_000, False, True), (12, 2_760, True, True)], [2000, 4000, 1000]),
-        # never over the byte cap: 400-byte rows fit 10,000 in 4 MB
-        ([(1000, 400_000, False, True), (2000, 800_000, False, True), (4000, 1_600_000, False, True),
-          (8000, 3_200_000, False, True), (10000, 4_000_000, False, True)], [2000, 4000, 8000, 10000, 10000]),
-        # big documents: no growth past the base when even the base does not fit
-        ([(1000, 512_000_000, False, True)], [1000]),
-    ],
-)
-def test_sizes(batches: list[tuple[Any, ...]], sizes: list[int]) -> None:
-    """Each batch is (changes, feed bytes, caught_up, sink_busy[, write seconds, else a 500 ms write])."""
-    sizer = BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB)
-    got = [sizer.delivered(changes, nbytes, caught_up=caught_up, sink_busy=busy, write_seconds=(seconds or [0.5])[0])
-           for changes, nbytes, caught_up, busy, *seconds in batches]
-    assert got == sizes
-    assert sizer.size == sizes[-1]
-
-
-@pytest.mark.parametrize("row_bytes", [50, 230, 400, 4000, 40_000])
-def test_grown_batches_never_exceed_the_byte_cap(row_bytes: int) -> None:
-    sizer = BatchSizer(base=10, cap=1_000_000, max_bytes=4 * MB)
-    for _ in range(40):
+def backfill(sizer: BatchSizer, write_cost: Callable[[int], float], batches: int, row_bytes: int = 200,
+             feed_rate: float = 20_000.0) -> list[int]:
+    """The pipeline's rhythm against a backlog: each batch is handed on once it has filled (at `feed_rate`
+    documents per second) and the write of the batch before has returned, and is written while the next
+    one fills. Returns the size of each batch."""
+    sizes: list[int] = []
+    now, written = 0.0, 0  # the batch whose write returns when the next is handed on
+    for _ in range(batches):
         size = sizer.size
-        grown = sizer.delivered(size, size * row_bytes, caught_up=False, sink_busy=True, write_seconds=0.5)
-        assert grown == 10 or grown * row_bytes <= 4 * MB
+        sizes.append(size)
+        seconds = write_cost(written) if written else 0.0
+        now += max(size / feed_rate, seconds)
+        sizer.delivered(size, size * row_bytes, caught_up=False, sink_busy=seconds > size / feed_rate,
+                        write_seconds=seconds, now=now)
+        written = size
+    return sizes
 
 
-def test_fixed_when_cap_is_base() -> None:
-    sizer = BatchSizer(base=1000, cap=1000, max_bytes=4 * MB)
-    assert sizer.delivered(1000, 1000, caught_up=False, sink_busy=True, write_seconds=0.5) == 1000
+def solr_commit(changes: int) -> float:
+    """A real PANDA: half a second per request (a Solr commit), 10 µs per document."""
+    return 0.5 + 10e-6 * changes
+
+
+def slow_rows(changes: int) -> float:
+    """A sink whose cost is in its rows: 150 µs per document, 10 ms per request."""
+    return 0.01 + 150e-6 * changes
+
+
+def test_grows_to_the_cap_while_requests_cost_most() -> None:
+    sizes = backfill(BatchSizer(base=1000, cap=20_000, max_bytes=100 * MB), solr_commit, 30,
+                     feed_rate=100_000.0)
+    assert sizes[:3] == [1000, 1000, 2000]  # grows once two batches of the base size were timed
+    assert sizes[-1] == 20_000
+    assert sizes == sorted(sizes)  # never falls back: each doubling cut the time per document
+
+
+def test_growth_that_does_not_pay_falls_back() -> None:
+    sizer = BatchSizer(base=1000, cap=20_000, max_bytes=100 * MB)
+    sizes = backfill(sizer, slow_rows, 40)
+    assert max(sizes) == 2000  # tried once ...
+    assert sizes[-10:] == [1000] * 10  # ... timed, and given up
+
+
+def test_a_failed_size_is_tried_again_after_reprobe_writes() -> None:
+    sizes = backfill(BatchSizer(base=1000, cap=20_000, max_bytes=100 * MB), slow_rows, REPROBE + 20)
+    trials = [i for i in range(1, len(sizes)) if sizes[i] > sizes[i - 1]]
+    assert len(trials) == 2 and trials[1] - trials[0] > REPROBE
+
+
+@pytest.mark.parametrize(("speedup", "kept"), [(1 + GAIN + 0.05, True), (1 + GAIN - 0.05, False)])
+def test_a_doubling_stays_when_it_moved_documents_faster_by_gain(speedup: float, kept: bool) -> None:
+    sizer = BatchSizer(base=1000, cap=20_000, max_bytes=100 * MB)
+    now = 0.0
+    for _ in range(2):  # two full batches a second apart, the write slow: 1,000 documents/s
+        now += 1.0
+        sizer.delivered(1000, 200_000, caught_up=False, sink_busy=True, write_seconds=0.5, now=now)
+    assert sizer.size == 2000
+    now += 1.0  # the first batch of 2,000 (its time is the last 1,000's write)
+    assert sizer.delivered(2000, 400_000, caught_up=False, sink_busy=True, write_seconds=0.5, now=now) == 2000
+    for _ in range(TRIAL):  # timed batches of 2,000 at the given speed-up
+        now += 2.0 / speedup
+        size = sizer.delivered(2000, 400_000, caught_up=False, sink_busy=True, write_seconds=0.5, now=now)
+    assert size == (4000 if kept else 1000)
+
+
+def test_speed_not_write_time_decides() -> None:
+    """Writes that look cheaper per row when bigger (threads waiting for the GIL cost per request), while the
+    documents move no faster (the feed's side, here the machine's CPU, decides): no growth is kept."""
+    sizes = backfill(BatchSizer(base=1000, cap=20_000, max_bytes=100 * MB), lambda n: 0.1 + 5e-6 * n, 60,
+                     feed_rate=5_000.0)
+    assert sizes[-10:] == [1000] * 10
+
+
+def test_fixed_while_the_sink_keeps_up() -> None:
+    sizes = backfill(BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB), lambda n: 0.5, 10, feed_rate=1000.0)
+    assert sizes == [1000] * 10
+
+
+def test_fixed_while_the_sink_answers_fast() -> None:
+    """The sink is the bottleneck but answers fast: rows, not requests, decide."""
+    sizes = backfill(BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB), lambda n: 0.02, 10)
+    assert sizes == [1000] * 10
 
 
 @pytest.mark.parametrize(("seconds", "size"), [(SLOW_WRITE / 2, 1000), (SLOW_WRITE, 2000), (2.0, 2000)])
 def test_grows_only_after_a_slow_write(seconds: float, size: int) -> None:
     sizer = BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB)
-    assert sizer.delivered(1000, 230_000, caught_up=False, sink_busy=True, write_seconds=seconds) == size
+    sizer.delivered(1000, 230_000, caught_up=False, sink_busy=True, write_seconds=seconds, now=1.0)
+    assert sizer.delivered(1000, 230_000, caught_up=False, sink_busy=True, write_seconds=seconds, now=2.0) == size
+
+
+def test_no_growth_without_a_backlog() -> None:
+    """The batch was due on age before it filled."""
+    sizer = BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB)
+    for second in range(1, 4):
+        assert sizer.delivered(300, 69_000, caught_up=False, sink_busy=True, write_seconds=0.5, now=second) == 1000
+
+
+def test_no_growth_before_the_speed_is_known() -> None:
+    """One hand-over is no speed: growth needs two full batches of the current size timed."""
+    sizer = BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB)
+    assert sizer.delivered(1000, 230_000, caught_up=False, sink_busy=True, write_seconds=0.5, now=1.0) == 1000
+
+
+def test_caught_up_goes_back_to_the_base_at_once() -> None:
+    sizer = BatchSizer(base=1000, cap=20_000, max_bytes=100 * MB)
+    backfill(sizer, solr_commit, 8)
+    assert sizer.size > 1000
+    assert sizer.delivered(12, 2_760, caught_up=True, sink_busy=True, write_seconds=0.5, now=100.0) == 1000
+    # and the next backlog starts afresh: it needs the speed of the base size before growing
+    assert sizer.delivered(1000, 230_000, caught_up=False, sink_busy=True, write_seconds=0.5, now=101.0) == 1000
+
+
+@pytest.mark.parametrize("row_bytes", [50, 230, 400, 4000, 40_000])
+def test_grown_batches_never_exceed_the_byte_cap(row_bytes: int) -> None:
+    sizes = backfill(BatchSizer(base=10, cap=1_000_000, max_bytes=4 * MB), solr_commit, 80, row_bytes,
+                     feed_rate=10**7)
+    assert all(size == 10 or size * row_bytes <= 4 * MB for size in sizes)
+    assert max(sizes) * row_bytes > 4 * MB // 2  # and they do grow to near it
+
+
+def test_big_documents_stay_at_the_base() -> None:
+    """No growth past the base when even the base does not fit."""
+    sizes = backfill(BatchSizer(base=1000, cap=20_000, max_bytes=4 * MB), solr_commit, 5, row_bytes=512_000)
+    assert sizes == [1000] * 5
+
+
+def test_fixed_when_cap_is_base() -> None:
+    sizes = backfill(BatchSizer(base=1000, cap=1000, max_bytes=4 * MB), solr_commit, 5)
+    assert sizes == [1000] * 5
 
 
 def test_needs_sane_limits() -> None:
