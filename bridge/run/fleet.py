@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from bridge import stopping
 from bridge.config.pipelines import PatternTable, Pipeline, PipelineConfig, check_distinct, select
-from bridge.config.shard import Shard
+from bridge.config.shard import Shard, shard_of
 from bridge.errors import BridgeError, ConfigError, NotFoundError
 from bridge.model import Seq
 from bridge.ops.many import ManyObservers
@@ -52,7 +52,19 @@ def resolve(config: PipelineConfig, names: Sequence[str], shard: Shard) -> list[
 
 def run_fleet(config: PipelineConfig, pipelines: list[Pipeline], since: str | Seq | None, *, follow: bool,
               fail_fast: bool, listen: str, names: Sequence[str], shard: Shard) -> int:
-    """Run the pipelines until every one stopped; the exit code of the first fatal error, else 0."""
+    """Run the pipelines until every one stopped; the exit code of the first fatal error, else 0.
+
+    Raises ConfigError for `bridge run` on a shard that owns no pipeline and watches no pattern: it would
+    never have work (its configuration is read once), and exiting 0 would look like a clean stop.
+    """
+    watching = follow and not names and bool(config.patterns)
+    if not pipelines and not watching:
+        empty = _empty_shard(config, shard)
+        if follow:
+            raise ConfigError(f"{empty}: this `bridge run` would never have work; run fewer replicas, or give "
+                              "this one a pipeline")
+        logger.warning("%s: nothing to do", empty)
+        return 0
     stop_all = threading.Event()
     stopping.install()
     stopping.graceful(stop_all)  # from now a SIGTERM stops every pipeline cleanly
@@ -86,6 +98,15 @@ def run_fleet(config: PipelineConfig, pipelines: list[Pipeline], since: str | Se
     finally:
         stop_all.set()
         observers.close()
+
+
+def _empty_shard(config: PipelineConfig, shard: Shard) -> str:
+    """Why this process has no pipeline: the shards the file's fixed pipelines hash to (config/shard.py)."""
+    fixed = sorted({shard_of(pipeline.name, shard.count) for pipeline in config.pipelines})
+    where = (f"its {len(config.pipelines)} fixed pipeline(s) hash to shard(s) {', '.join(map(str, fixed))}"
+             if fixed else "it has no fixed pipelines")
+    patterns = ", and no database matching its pattern tables does" if config.patterns else ""
+    return f"shard {shard.index}/{shard.count} owns no pipeline of this file: {where}{patterns}"
 
 
 def _tables(config: PipelineConfig) -> set[str]:

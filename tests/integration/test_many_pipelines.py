@@ -143,3 +143,31 @@ def test_json_log_lines_name_their_pipeline_from_the_reader_and_writer_threads_t
     assert {line.get("pipeline") for line in accepted} == {"people", "places", "surnames"}
     caught_up = [line for line in lines if line["message"].startswith("caught up at seq")]
     assert {line.get("pipeline") for line in caught_up} == {"people", "places", "surnames"}
+
+
+def test_each_shard_mirrors_the_pipelines_its_hash_gives_it(three, couch_server):
+    # By the documented hash (config/shard.py), of 2 shards: people 0, places 0, surnames 1.
+    fleet, a, b = three
+    a_docs, b_docs = docs("a", 12), docs("b", 8)
+    couch_server.bulk_docs(a, a_docs)
+    couch_server.bulk_docs(b, b_docs)
+    second = fleet.cli("once", "--shard", "1/2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert fleet.rows("people") == {} and fleet.rows("places") == {}
+    assert fleet.rows("surnames") == {"s_" + d["_id"]: [d["last_name"]] for d in a_docs}
+    first = fleet.cli("once", "--shard", "0/2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert _mirrored(fleet, a_docs, b_docs)
+
+
+def test_a_shard_that_owns_no_pipeline_says_so(three):
+    # Of 4 shards: people 2, places 0, surnames 1; shard 3 owns none and has no pattern to watch.
+    fleet, _a, _b = three
+    run = fleet.cli("run", "--shard", "3/4", timeout=60)
+    assert run.returncode == 2, run.stderr[-3000:]  # a configuration error, not a clean stop
+    assert ("shard 3/4 owns no pipeline of this file: its 3 fixed pipeline(s) hash to shard(s) 0, 1, 2: "
+            "this `bridge run` would never have work") in run.stderr
+    once = fleet.cli("once", "--shard", "3/4", timeout=60)
+    assert once.returncode == 0, once.stderr[-3000:]  # nothing was asked that it could not do
+    assert "shard 3/4 owns no pipeline of this file" in once.stderr and "nothing to do" in once.stderr
+    assert not (fleet.dir / "state").exists()  # and it touched nothing
