@@ -34,6 +34,8 @@ from bridge.ops.status import gather_status, render_status
 from bridge.run.builder import Bridge, parse_since
 from bridge.run.delivery import RunStats
 from bridge.run.fleet import resolve, run_fleet
+from bridge.run.gate import GatedSession, PandaGate
+from bridge.sessions import pin_environment
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.state.lock import InstanceLock
@@ -296,10 +298,20 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
     with contextlib.ExitStack() as held:
         if not dry_run:
             held.enter_context(InstanceLock(Path(settings.checkpoint.path), "bridge run" if follow else "bridge once"))
-        periodic = PeriodicVerify(settings, stop) if follow and not dry_run else None
+        writes_session = verify_session = None
+        if follow and not dry_run and settings.verify.interval > 0:
+            # The periodic verify's PANDA requests and the pipeline's take turns at one gate, so that
+            # together they keep to panda.max_concurrent_requests (run/gate.py).
+            gate = PandaGate(settings.panda.max_concurrent_requests)
+            writes_session = held.enter_context(
+                pin_environment(GatedSession(gate, "bridge"), settings.panda.url))
+            verify_session = held.enter_context(
+                pin_environment(GatedSession(gate, "verify"), settings.panda.url))
+        periodic = (PeriodicVerify(settings, stop, panda_session=verify_session)
+                    if follow and not dry_run else None)
         numbers = periodic.latest if periodic is not None and periodic.interval > 0 else None
         events = held.enter_context(observed(settings, listen=settings.http.listen, bar=progress, verify=numbers))
-        bridge = Bridge(settings, stop, events=events, dry_run=dry_run)
+        bridge = Bridge(settings, stop, events=events, dry_run=dry_run, panda_session=writes_session)
         if periodic is not None:
             periodic.start()
         try:

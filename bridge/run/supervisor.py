@@ -148,15 +148,20 @@ class Supervisor:
         try:
             with InstanceLock(Path(settings.checkpoint.path), f"bridge run (pipeline {name})"):
                 bridge = Bridge(settings, stop, events=self.observe(pipeline, tracker), panda_session=session)
-                # [verify] every: this pipeline's periodic verify, as a lone `bridge run` has (its requests
-                # do not take turns at the gate: it reads PANDA rarely and at a lowered priority)
-                periodic = PeriodicVerify(settings, stop).start() if self.follow else None
+                # [verify] every: this pipeline's periodic verify, as a lone `bridge run` has; its PANDA
+                # requests take turns at the gate too, so max_concurrent_requests holds for everything sent
+                verify_session = (pin_environment(GatedSession(gate, f"{name} verify"), settings.panda.url)
+                                  if gate is not None else None)
+                periodic = (PeriodicVerify(settings, stop, panda_session=verify_session).start()
+                            if self.follow else None)
                 try:
                     stats = bridge.run(self.since, follow=self.follow)
                 finally:
                     stop.set()
                     if periodic is not None:
                         periodic.close()
+                    if verify_session is not None:
+                        verify_session.close()
                     bridge.close()
             logger.info("pipeline %s stopped; checkpoint at seq %s (%s)", name, stats.position,
                         settings.checkpoint.path, extra={"pipeline": name})

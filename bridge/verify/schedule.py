@@ -2,8 +2,9 @@
 at low priority, logs the result, tells observers (the metrics registry), and repairs when `repair = true`.
 
 The thread has its own connections to both ends and its own read of the state file, so the pipeline's
-threads are untouched; on Linux it lowers its own scheduling priority (nice 10), which applies to that
-thread only. A failed verify is logged and tried again at the next period; a stop ends it at once.
+threads are untouched, except that its PANDA requests take turns with the pipeline's writes (run/gate.py).
+On Linux it lowers its own scheduling priority (nice 10), which applies to that thread only. A failed
+verify is logged and tried again at the next period; a stop ends it at once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+
+import requests
 
 from bridge.config.settings import Settings
 from bridge.errors import BridgeError, ConfigError, StopRequested
@@ -31,8 +34,12 @@ class PeriodicVerify:
     """A background thread verifying one pipeline every `settings.verify.interval` seconds until `stop`."""
 
     def __init__(self, settings: Settings, stop: threading.Event,
-                 observers: Sequence[VerifyObserver] = ()) -> None:
+                 observers: Sequence[VerifyObserver] = (), panda_session: requests.Session | None = None) -> None:
+        """`panda_session`: the session its PANDA requests go through; inside `bridge run`, one that takes
+        turns at the PANDA's gate with the pipeline's writes (run/gate.py), so that together they keep to
+        `max_concurrent_requests`."""
         self.settings = settings
+        self._panda_session = panda_session
         self.interval = settings.verify.interval
         self.latest = LatestVerify()
         """The last verify's numbers, for the metrics endpoint (bridge_verify_differences, ..._timestamp)."""
@@ -71,7 +78,7 @@ class PeriodicVerify:
 
     def run_once(self) -> Report:
         """One verify (and repair, when configured); observers are told the verify's report."""
-        verifier = Verifier(self.settings, self._stop, examples=3)
+        verifier = Verifier(self.settings, self._stop, examples=3, panda_session=self._panda_session)
         try:
             report = verifier.run()
             level = logging.INFO if report.in_sync else logging.WARNING

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from bridge.config.settings import Settings
 from bridge.core import external_id as ids
 from bridge.core.filtering import DocFilter, compile_selector
@@ -47,7 +49,8 @@ class Verifier:
     """One verify of one pipeline; keeps its scratch database open until `close`, so repair can use it."""
 
     def __init__(self, settings: Settings, stop: threading.Event, *, examples: int = 10,
-                 settle: float | None = None, rounds: int = _ROUNDS, scratch_dir: Path | None = None) -> None:
+                 settle: float | None = None, rounds: int = _ROUNDS, scratch_dir: Path | None = None,
+                 panda_session: requests.Session | None = None) -> None:
         source = settings.source
         if source.kind != "couchdb":
             raise ConfigError("verify, repair and rebuild need a CouchDB source: an event stream cannot be re-read")
@@ -65,7 +68,9 @@ class Verifier:
         self._everything = CouchSource(dataclasses.replace(source, filter="", filter_params={}, doc_ids=[]),
                                        retry=retry, stop=stop)
         """The feed without a server-side filter: which documents changed at all."""
-        self.sink = PandaSink(settings.panda, retry=retry, stop=stop, width=len(settings.mapping.columns))
+        self.sink = PandaSink(settings.panda, retry=retry, stop=stop, width=len(settings.mapping.columns),
+                              session=panda_session)
+        """PANDA, through `panda_session` when given (a gated one inside `bridge run`: run/gate.py)."""
         path = Path(settings.checkpoint.path)
         self.store = StateStore(path) if path.exists() else None
         self.scratch = Scratch(scratch_dir)

@@ -319,3 +319,37 @@ def test_periodic_verify_numbers_are_exported_on_metrics(couch_db, pipeline: Pip
     finally:
         code, err = stop(process)
     assert code == 0, err
+
+
+def test_periodic_verify_keeps_to_max_concurrent_requests_with_the_writes(couch_db, pipeline: Pipeline,
+                                                                          panda: PandaEmulator) -> None:
+    """The verify's PANDA requests take turns with the pipeline's writes (panda.max_concurrent_requests = 1,
+    the default): while changes stream in, PANDA never has two of the bridge's requests at once."""
+    server, db = couch_db.server, couch_db.name
+    server.bulk_docs(db, make_docs(50))
+    pipeline.extra = {"verify": {"every": "1s", "settle": 0.2}, "batch": {"max_age": 0.02}}
+    pipeline.write_config()
+    panda.slow_replies(0.03)  # every answer takes a while, so requests not kept apart would overlap
+    process = pipeline.start()
+    done = threading.Event()
+
+    def write() -> None:  # a new document every 20 ms: writes in flight most of the time
+        n = 50
+        while not done.wait(0.02):
+            server.bulk_docs(db, make_docs(1, start=n))
+            n += 1
+
+    writer = threading.Thread(target=write, daemon=True)
+    try:
+        wait_until(lambda: len(pipeline.rows()) >= 50, "the first rows are mirrored", process=process)
+        writer.start()
+        wait_until(lambda: sum(r.method == "GET" and "/data/" in r.path for r in panda.requests) >= 4,
+                   "the periodic verify listed the rows (twice)", timeout=60, process=process)
+    finally:
+        done.set()
+        writer.join(10)
+        panda.slow_replies(0)
+        code, err = stop(process)
+    assert code == 0, err
+    assert "periodic verify:" in err
+    assert panda.peak_concurrent_requests == 1
