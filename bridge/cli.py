@@ -34,8 +34,7 @@ from bridge.ops.status import gather_status, render_status
 from bridge.run.builder import Bridge, parse_since
 from bridge.run.delivery import RunStats
 from bridge.run.fleet import resolve, run_fleet
-from bridge.run.gate import GatedSession, PandaGate
-from bridge.sessions import pin_environment
+from bridge.run.gate import PandaGate, gated_session
 from bridge.state.checkpoint import StateStore
 from bridge.state.deadletter import DeadLetter, DeadLetterFile
 from bridge.state.lock import InstanceLock
@@ -303,10 +302,8 @@ def run_bridge(settings: Settings, since_text: str, *, follow: bool, dry_run: bo
             # The periodic verify's PANDA requests and the pipeline's take turns at one gate, so that
             # together they keep to panda.max_concurrent_requests (run/gate.py).
             gate = PandaGate(settings.panda.max_concurrent_requests)
-            writes_session = held.enter_context(
-                pin_environment(GatedSession(gate, "bridge"), settings.panda.url))
-            verify_session = held.enter_context(
-                pin_environment(GatedSession(gate, "verify"), settings.panda.url))
+            writes_session = held.enter_context(gated_session(gate, "bridge", settings))
+            verify_session = held.enter_context(gated_session(gate, "verify", settings))
         periodic = (PeriodicVerify(settings, stop, panda_session=verify_session)
                     if follow and not dry_run else None)
         numbers = periodic.latest if periodic is not None and periodic.interval > 0 else None

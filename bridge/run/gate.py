@@ -17,8 +17,9 @@ import requests
 
 from bridge.config.settings import Settings, scrub_url
 from bridge.core.turns import FairTurns
+from bridge.sessions import pin_environment
 
-__all__ = ["PandaGate", "GatedSession", "gates_for", "panda_key"]
+__all__ = ["PandaGate", "GatedSession", "gated_session", "gates_for", "panda_key"]
 
 
 class PandaGate:
@@ -62,6 +63,12 @@ class GatedSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         with self._gate.turn(self._who):
             return super().request(method, url, *args, **kwargs)
+
+
+def gated_session(gate: PandaGate, who: str, settings: Settings) -> requests.Session:
+    """A GatedSession taking turns at `gate` as `who`, with the environment's settings for this pipeline's
+    PANDA read once (sessions.py): what a pipeline's writes and its periodic verify each send through."""
+    return pin_environment(GatedSession(gate, who), settings.panda.url)
 
 
 def panda_key(settings: Settings) -> str:

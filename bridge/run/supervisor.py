@@ -24,8 +24,7 @@ from bridge.ops import logcontext
 from bridge.ops.events import Events
 from bridge.ops.tracker import Tracker
 from bridge.run.builder import Bridge
-from bridge.run.gate import GatedSession, PandaGate, panda_key
-from bridge.sessions import pin_environment
+from bridge.run.gate import PandaGate, gated_session, panda_key
 from bridge.state.lock import InstanceLock
 from bridge.verify.schedule import PeriodicVerify
 
@@ -143,15 +142,15 @@ class Supervisor:
     def _run_one(self, pipeline: Pipeline, stop: threading.Event, tracker: Tracker) -> None:
         name, settings = pipeline.name, pipeline.settings
         gate = self.gates.get(panda_key(settings))
-        session = pin_environment(GatedSession(gate, name), settings.panda.url) if gate is not None else None
+        session = gated_session(gate, name, settings) if gate is not None else None
         error: BaseException | None = None
         try:
             with InstanceLock(Path(settings.checkpoint.path), f"bridge run (pipeline {name})"):
                 bridge = Bridge(settings, stop, events=self.observe(pipeline, tracker), panda_session=session)
                 # [verify] every: this pipeline's periodic verify, as a lone `bridge run` has; its PANDA
                 # requests take turns at the gate too, so max_concurrent_requests holds for everything sent
-                verify_session = (pin_environment(GatedSession(gate, f"{name} verify"), settings.panda.url)
-                                  if gate is not None else None)
+                verify_session = (gated_session(gate, f"{name} verify", settings)
+                                  if gate is not None and self.follow and settings.verify.interval > 0 else None)
                 periodic = (PeriodicVerify(settings, stop, panda_session=verify_session).start()
                             if self.follow else None)
                 try:

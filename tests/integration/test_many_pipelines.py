@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 
 import pytest
 
@@ -171,3 +172,44 @@ def test_a_shard_that_owns_no_pipeline_says_so(three):
     assert once.returncode == 0, once.stderr[-3000:]  # nothing was asked that it could not do
     assert "shard 3/4 owns no pipeline of this file" in once.stderr and "nothing to do" in once.stderr
     assert not (fleet.dir / "state").exists()  # and it touched nothing
+
+
+def test_a_fleet_pipelines_periodic_verify_takes_turns_with_every_write(couch_server, panda, tmp_path):
+    """In a fleet, as in a lone `bridge run`, the verify's PANDA requests go through the pipelines' shared
+    gate: with max_concurrent_requests = 1 (the default) PANDA never has two of the bridge's requests at once."""
+    every = {"verify": {"every": "1s", "settle": 0.2}, "batch": {"max_age": 0.02}}
+    with databases(couch_server, 2) as (a, b):
+        couch_server.bulk_docs(a, docs("a", 30))
+        couch_server.bulk_docs(b, docs("b", 20))
+        fleet = Fleet(couch_server.url, panda, tmp_path / "fleet", tables={
+            "people": {"source": {"database": a}, "panda": {"dataset": "people"}, **every},
+            "places": {"source": {"database": b}, "panda": {"dataset": "places"}, **every},
+        })
+        panda.slow_replies(0.03)  # every answer takes a while, so requests not kept apart would overlap
+        bridge = fleet.watch()
+        done = threading.Event()
+
+        def write() -> None:  # new documents in both databases every 20 ms: writes in flight most of the time
+            n = 30
+            while not done.wait(0.02):
+                couch_server.bulk_docs(a, docs("a", 1, n))
+                couch_server.bulk_docs(b, docs("b", 1, n))
+                n += 1
+
+        writer = threading.Thread(target=write, daemon=True)
+        try:
+            wait_until(lambda: len(fleet.rows("people")) >= 30 and len(fleet.rows("places")) >= 20,
+                       "the first rows are mirrored", process=bridge.process)
+            writer.start()
+            for slug in ("people", "places"):
+                wait_until(lambda: sum(r.method == "GET" and f"/dataset/{slug}/data/" in r.path  # noqa: B023
+                                       for r in panda.requests) >= 4,
+                           f"the periodic verify listed {slug} (twice)", timeout=60, process=bridge.process)
+        finally:
+            done.set()
+            writer.join(10)
+            panda.slow_replies(0)
+            code = bridge.stop()
+    assert code == 0, bridge.log[-3000:]
+    assert "periodic verify:" in bridge.log
+    assert panda.peak_concurrent_requests == 1
