@@ -36,9 +36,13 @@ class PageSizer:
 
         An empty page says nothing about row sizes and leaves the limit as it was.
         """
+        self._limit = self.after(rows, nbytes)
+        return self._limit
+
+    def after(self, rows: int, nbytes: int) -> int:
+        """The limit `read(rows, nbytes)` would give, without accounting for the page."""
         if rows <= 0:
             return self._limit
         per_row = max(1, nbytes // rows)
         fits = max(1, self._max_bytes // per_row)
-        self._limit = max(1, min(self._max_rows, fits, 2 * self._limit))
-        return self._limit
+        return max(1, min(self._max_rows, fits, 2 * self._limit))

@@ -16,13 +16,16 @@ from typing import Any
 import orjson
 
 from bridge.config.settings import SourceSettings
-from bridge.errors import FeedInterrupted
+from bridge.errors import DecodeError, FeedInterrupted
 from bridge.model import Seq
 from bridge.source.decode import UnreadableRow, decode_seq, lone_surrogate_path
 
-__all__ = ["Page", "RawRow", "changes_params", "filter_params", "parse_page"]
+__all__ = ["Page", "RawRow", "Tail", "changes_params", "filter_params", "parse_page", "read_tail"]
 
 RawRow = dict[str, Any]
+
+_TAIL_BYTES = 65_536
+"""Where in a body `read_tail` looks for `last_seq`: CouchDB's opaque seqs run to a few hundred bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,39 @@ class Page:
     pending: int | None
     """Changes left after this page; None where the server does not say (1.x, PouchDB)."""
     nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What a `_changes` body ends with, read before the body is parsed: a guess until parse_page agrees."""
+
+    last_seq: Seq
+    pending: int | None
+
+
+def read_tail(body: bytes) -> Tail | None:
+    """The `last_seq` (and `pending`) a whole `_changes` body ends with, from its last bytes alone, so the
+    next page can be asked for while this one is parsed; None when the tail is not that shape.
+
+    CouchDB and PouchDB Server send `last_seq` (then `pending`) after the results: the last `"last_seq":`
+    of the body then starts an object member list running to the closing brace. A document field of that
+    name inside the results, were the order ever different, leaves brackets after it and fails to parse.
+    """
+    start = body.rfind(b'"last_seq":', max(0, len(body) - _TAIL_BYTES))
+    if start < 0:
+        return None
+    try:
+        tail = orjson.loads(b"{" + body[start:])
+    except orjson.JSONDecodeError:
+        return None
+    try:
+        last_seq = decode_seq(tail.get("last_seq")) if isinstance(tail, dict) else None
+    except DecodeError:  # parse_page turns the same value into its own error
+        return None
+    if last_seq is None:
+        return None
+    pending = tail.get("pending")
+    return Tail(last_seq, pending if isinstance(pending, int) and not isinstance(pending, bool) else None)
 
 
 def filter_params(settings: SourceSettings) -> dict[str, str]:

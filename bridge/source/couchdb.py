@@ -24,10 +24,11 @@ from bridge.errors import FeedInterrupted, NotFoundError, ProtocolError, StopReq
 from bridge.model import Position, Raw, Seq
 from bridge.ops.events import NO_EVENTS, Events
 from bridge.retry import call_with_retry
-from bridge.source.changes_page import Page, RawRow, changes_params, filter_params, parse_page
+from bridge.source.changes_page import Page, RawRow, changes_params, filter_params, parse_page, read_tail
 from bridge.source.couch_http import CouchHttp, classify, parse_json, reason
 from bridge.source.decode import decode_seq
 from bridge.source.marker import DatabaseMarker, MarkerWatch
+from bridge.source.read_ahead import ReadAhead
 from bridge.source.sse import SseFeed, SseSource, abort
 from bridge.source.sse_parser import couchdb_event_seq, couchdb_eventsource_params
 
@@ -56,7 +57,9 @@ class CouchSource:
         self._stop = stop
         self._http = CouchHttp(settings, session, events)
         self.server, self.db_url = self._http.server, self._http.db_url
-        self._response: requests.Response | None = None
+        self._held: list[requests.Response | None] = [None, None]
+        """The responses being read: this thread's, and the one fetched ahead (index True)."""
+        self._ahead = ReadAhead()
         self._stream: SseSource | None = None
         self._closed = False
         self._marker = DatabaseMarker(self._http)
@@ -78,7 +81,7 @@ class CouchSource:
 
     def interrupt(self) -> None:
         """Abort any read in progress; safe from another thread (the reading thread then closes)."""
-        self._closed = True  # before reading _response: _page sets it, then looks at this
+        self._closed = True  # before reading _held: _fetch sets it, then looks at this
         self._abort_reads()
 
     def close(self) -> None:
@@ -89,9 +92,10 @@ class CouchSource:
 
     def _abort_reads(self) -> None:
         """Shut the connection of a read in progress, so the reader notices a stop or a lost marker now."""
-        response, stream = self._response, self._stream
-        if response is not None:
-            abort(response)
+        responses, stream = list(self._held), self._stream
+        for response in responses:
+            if response is not None:
+                abort(response)
         if stream is not None:
             stream.interrupt()
 
@@ -231,6 +235,7 @@ class CouchSource:
             raise NotFoundError(f"database {self._settings.database!r} is gone: it was deleted while the bridge "
                                 f"followed it ({exc.message})", status=exc.status) from None
         finally:
+            self._ahead.settle()  # in the reading thread: a page fetched ahead is not left running
             self._watch.stop()
 
     def _changes(self, since: Seq | None, follow: bool) -> Iterator[Raw | Position]:
@@ -247,7 +252,7 @@ class CouchSource:
             longpoll = caught_up and follow
             limit = sizer.limit
             page = call_with_retry(
-                functools.partial(self._page, position, longpoll, limit),
+                functools.partial(self._page, position, longpoll, sizer),
                 policy=self._retry, stop=self._stop, on_retry=self._events.retried, what="reading the changes feed",
             )
             size = page.nbytes // max(1, len(page.rows))
@@ -278,7 +283,22 @@ class CouchSource:
         )
         yield from SseFeed(self._stream, seq_of=couchdb_event_seq).changes(since, follow=True)
 
-    def _page(self, since: Seq | None, longpoll: bool, limit: int) -> Page:
+    def _page(self, since: Seq | None, longpoll: bool, sizer: PageSizer) -> Page:
+        """One page: the body fetched ahead for exactly this request, else read now; the next catch-up page
+        is asked for (read_ahead.py) before this one is parsed."""
+        limit = sizer.limit
+        body = self._ahead.take((since, longpoll, limit))
+        if body is None:
+            body = self._fetch(since, longpoll, limit, ahead=False)
+        tail = None if longpoll or self._stop.is_set() else read_tail(body)
+        if tail is not None and tail.pending != 0:  # more to read (or the server does not say: PouchDB)
+            after, next_limit = tail.last_seq, sizer.after(limit, len(body))  # the limit if the page was full
+            self._ahead.start((after, False, next_limit),
+                              functools.partial(self._fetch, after, False, next_limit, ahead=True))
+        return parse_page(body, since)
+
+    def _fetch(self, since: Seq | None, longpoll: bool, limit: int, *, ahead: bool) -> bytes:
+        """A `_changes` request's whole body; the response is held where `_abort_reads` can shut it."""
         self._watch.check()  # before every (re)try: a lost marker is final
         params = changes_params(self._settings, since, longpoll)
         params["limit"] = str(limit)  # core/paging.py: at most page_size, fewer after big pages
@@ -291,25 +311,21 @@ class CouchSource:
         if response.status_code == 404 and self._settings.filter:
             raise self._missing_filter(reason(response))
         classify(response, self._settings.database)
-        self._response = response
-        if self._closed or self._stop.is_set():  # closed while waiting for the headers: a longpoll may never end
-            self._response = None
-            response.close()
-            raise StopRequested("stop requested while reading the changes feed")
-        if self._watch.lost:  # found while this request waited for its headers
-            self._response = None
-            response.close()
-            self._watch.check()
+        self._held[ahead] = response
         try:
-            body = b"".join(response.iter_content(_READ_CHUNK))
-        except requests.RequestException as exc:
-            self._http.failed()
-            self._watch.check()
-            raise FeedInterrupted(f"the changes feed broke off: {type(exc).__name__}", seq=since) from None
+            if self._closed or self._stop.is_set():  # closed while waiting for the headers: a longpoll may never end
+                raise StopRequested("stop requested while reading the changes feed")
+            if self._watch.lost:  # found while this request waited for its headers
+                self._watch.check()
+            try:
+                return b"".join(response.iter_content(_READ_CHUNK))
+            except requests.RequestException as exc:
+                self._http.failed()
+                self._watch.check()
+                raise FeedInterrupted(f"the changes feed broke off: {type(exc).__name__}", seq=since) from None
         finally:
-            self._response = None
+            self._held[ahead] = None
             response.close()
-        return parse_page(body, since)
 
 
 def writes_since(info: Mapping[str, Any], since: Seq | None) -> int | None:

@@ -57,3 +57,11 @@ def test_needs_positive_limits() -> None:
         PageSizer(0, 1)
     with pytest.raises(ValueError):
         PageSizer(1, 0)
+
+
+@pytest.mark.parametrize(("rows", "nbytes"), [(16, 16 * 300), (16, 16 * 512_000), (0, 10), (3, 7 * MB)])
+def test_after_is_the_limit_read_would_give_and_changes_nothing(rows: int, nbytes: int) -> None:
+    sizer = PageSizer(max_rows=1000, max_bytes=4 * MB)
+    guessed = sizer.after(rows, nbytes)
+    assert sizer.limit == 16  # not accounted for
+    assert sizer.read(rows, nbytes) == guessed
