@@ -5,7 +5,7 @@ Between two catch-up pages the server used to sit idle while the reader parsed t
 Now, once a page's body is read, the reader guesses the next request from the body's tail (its
 `last_seq`, changes_page.read_tail) and the row limit the page sizer will give if the page was full, and
 starts that request here; then it parses. The guess is only a guess: the body fetched ahead is used only
-for exactly the request the reader then makes (the same since and limit), else it is waited for and
+for exactly the request the reader then makes (the same since, limit and feed), else it is waited for and
 dropped, so what the bridge reads never depends on the guess. A fetch ahead of the right request that
 failed raises its error in the reader, as if the reader had made the request itself: the same retry, the
 same log line, from the same seq. A body fetched ahead is at most one page more in memory.
