@@ -72,6 +72,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
                         help="documents backfilled before those follow runs (%(default)s)")
     parser.add_argument("--phases", default=",".join(PHASES),
                         help="comma-separated subset of %(default)s to run")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="start each run without first waiting for both servers to be idle (the smoke test: "
+                             "its timings are not compared, and each wait costs at least 0.5 s)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json",
                         help="JSON results file (%(default)s)")
     args = parser.parse_args(argv)
@@ -98,10 +101,12 @@ def _start_source(kind: str) -> PouchServer | LaunchedCouchDB:
 class Bench:
     """Both servers, a scratch directory and the results collected so far."""
 
-    def __init__(self, couch: PouchServer | LaunchedCouchDB, emulator: EmulatorProcess, scratch: Path) -> None:
+    def __init__(self, couch: PouchServer | LaunchedCouchDB, emulator: EmulatorProcess, scratch: Path, *,
+                 settle: bool = True) -> None:
         self.couch = couch
         self.emulator = emulator
         self.scratch = scratch
+        self._settle = settle
         self.results: dict[str, dict[str, Any]] = {}
         self._runs = 0
 
@@ -110,7 +115,9 @@ class Bench:
         return self.couch.pid  # its CPU is part of every figure
 
     def settle(self) -> None:
-        wait_idle(self.couch_pid, self.emulator.pid)
+        """Wait until both servers are idle, so a run does not pay for the one before (unless --no-settle)."""
+        if self._settle:
+            wait_idle(self.couch_pid, self.emulator.pid)
 
     def measure(self, name: str, command: list[str], rows: int, *, env: dict[str, str] | None = None,
                 check: Callable[[], str | None] | None = None, settle: bool = True, **info: Any) -> Run:
@@ -434,7 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     couch = _start_source(args.source)
     print("source: %s" % couch.label, flush=True)
     emulator = EmulatorProcess(scratch / "emulator.log").start()
-    bench = Bench(couch, emulator, scratch)
+    bench = Bench(couch, emulator, scratch, settle=not args.no_settle)
+    if args.no_settle:
+        print("--no-settle: runs start while the servers may still be busy; these timings are not comparable",
+              flush=True)
     memory: dict[str, Any] = {}
     latency: dict[str, Any] | None = None
     loads: dict[str, float] = {}
@@ -482,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                      "slow_write_s": SLOW_WRITE, "phases": args.phases, "shapes": args.shapes,
                      "big_docs": args.big_docs, "big_small": args.big_small, "adaptive_docs": args.adaptive_docs,
                      "adaptive_repeat": args.adaptive_repeat, "follow_rates": args.follow_rates,
-                     "follow_backlog": args.follow_backlog},
+                     "follow_backlog": args.follow_backlog, "settled": not args.no_settle},
         "load_s": {size: round(seconds, 1) for size, seconds in loads.items()},
         "results": bench.results,
         "memory": memory,
