@@ -4,6 +4,9 @@
   sink    bulk PUT the rows in --rows (1000 per request) into the emulator over one keep-alive session
   delete  DELETE each row in --rows, one request each (PANDA has no bulk delete)
   reader  the bridge's own reader stage alone: CouchSource pages decoded into Changes, then dropped
+  follower  the source's own follow latency: prints `ready` once it knows the feed's end, then follows it with
+          feed=longpoll (include_docs, as the bridge does) until it saw --expect rows, and writes to --out each
+          row's delay from its document's `written_at` (s, set by the writer) to the answer parsed (ms)
   peer    couchdb-python 1.2 `db.changes(feed='continuous', include_docs=True, since=0)` until --expect rows
   peer-ibm  ibmcloudant's `ChangesFollower(include_docs=True).start_one_off()` from since 0; it ends when
           CouchDB says `pending: 0`, or after --limit rows (its own `limit` option: PouchDB Server sends no
@@ -98,6 +101,35 @@ def reader(args: argparse.Namespace) -> int:
     return rows
 
 
+def follower(args: argparse.Namespace) -> int:
+    session = requests.Session()
+    session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity"})
+    url = "%s/%s/_changes" % (args.url.rstrip("/"), quote(args.db, safe=""))
+    end = session.get(url, params={"descending": "true", "limit": "1"}, timeout=(10, 120))
+    end.raise_for_status()
+    since = orjson.loads(end.content)["last_seq"]
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    delays: list[float] = []
+    rows = 0
+    while rows < args.expect:
+        params = {"feed": "longpoll", "include_docs": "true", "limit": str(args.page), "since": str(since),
+                  "heartbeat": "10000"}
+        response = session.get(url, params=params, timeout=(10, 120))
+        response.raise_for_status()
+        page = orjson.loads(response.content)
+        now = time.time()
+        for row in page["results"]:
+            written = (row.get("doc") or {}).get("written_at")
+            if written is not None:
+                delays.append((now - written) * 1000)
+        rows += len(page["results"])
+        since = page["last_seq"]
+    with open(args.out, "wb") as out:
+        out.write(orjson.dumps(delays))
+    return rows
+
+
 def peer(args: argparse.Namespace) -> int:
     import couchdb  # couchdb-python 1.2: only the peer needs it
 
@@ -162,6 +194,7 @@ def main() -> int:
     parser.add_argument("--rows", help="JSON file: [[external_id, [cells...]], ...]")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=0, help="peer-ibm: ChangesFollower's limit option")
+    parser.add_argument("--out", help="follower: the JSON file its delays (ms) are written to")
     parser.add_argument("--deadline", type=float, default=600.0, help="exit with status 124 after this many s")
     args = parser.parse_args()
     _exit_at_deadline(args.deadline, args.kind)
@@ -172,7 +205,8 @@ def main() -> int:
     return 0
 
 
-_KINDS = {"source": source, "sink": sink, "delete": delete, "reader": reader, "peer": peer, "peer-ibm": peer_ibm}
+_KINDS = {"source": source, "sink": sink, "delete": delete, "reader": reader, "follower": follower,
+          "peer": peer, "peer-ibm": peer_ibm}
 
 if __name__ == "__main__":
     raise SystemExit(main())

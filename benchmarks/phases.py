@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 import people
-from latency import follow_latency
+from latency import follow_latency, source_latency
 
 __all__ = ["TARGET_SHAPES", "big_documents", "adaptive", "follow_slow", "shapes", "targets", "cpu_per_change",
            "SLOW_PANDA", "FIXED", "ADAPTIVE"]
@@ -72,16 +72,36 @@ def adaptive(bench: Any, args: argparse.Namespace) -> None:
 
 
 def follow_slow(bench: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Follow latency with PANDA at 20 ms per write, right after a backfill, at each of `--follow-rates`."""
+    """Follow latency with PANDA at 20 ms per write, right after a backfill, at each of `--follow-rates`.
+
+    Each of `--follow-repeat` rounds runs the stream twice, alternating: read by a plain longpoll follower
+    alone (the source's own delay, the floor), then followed by the bridge. One stream's p99 is decided by a
+    few stalls, so a rate's figures are those of its round with the median p99 (as the backfill's ratio is
+    the median of its rounds); every round's p99 is kept beside them.
+    """
     figures: dict[str, Any] = {}
     for rate in args.follow_rates:
-        print("follow latency, PANDA 20 ms/write, after a %d-doc backfill, %.0f s at %.0f writes/s..."
-              % (args.follow_backlog, args.latency_seconds, rate), flush=True)
-        bench.settle()
-        figures[str(int(rate))] = follow_latency(
-            bench.couch, bench.emulator, bench.fresh_dir("follow-slow"), rate=rate, seconds=args.latency_seconds,
-            panda_latency=FOLLOW_PANDA, backlog=args.follow_backlog)
+        print("follow latency, PANDA 20 ms/write, after a %d-doc backfill, %.0f s at %.0f writes/s, %d rounds..."
+              % (args.follow_backlog, args.latency_seconds, rate, args.follow_repeat), flush=True)
+        floors, runs = [], []
+        for _ in range(args.follow_repeat):
+            bench.settle()
+            floors.append(source_latency(bench.couch, bench.fresh_dir("follow-source"), rate=rate,
+                                         seconds=args.latency_seconds, backlog=args.follow_backlog))
+            bench.settle()
+            runs.append(follow_latency(bench.couch, bench.emulator, bench.fresh_dir("follow-slow"), rate=rate,
+                                       seconds=args.latency_seconds, panda_latency=FOLLOW_PANDA,
+                                       backlog=args.follow_backlog))
+        figures[str(int(rate))] = {**_median_round(runs), "p99_rounds_ms": [run["p99_ms"] for run in runs],
+                                   "source": {**_median_round(floors),
+                                              "p99_rounds_ms": [floor["p99_ms"] for floor in floors]}}
     return figures
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose p99 is the median (the lower middle one of an even number)."""
+    ordered = sorted(rounds, key=lambda figure: float(figure["p99_ms"]))
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def shapes(bench: Any, args: argparse.Namespace) -> None:
@@ -123,7 +143,8 @@ def targets(results: dict[str, dict[str, Any]], big: dict[str, Any], follow: dic
         bound = limits.get(rate, 250.0)
         verdicts["follow_after_backfill_%s_per_s" % rate] = {
             "p50_ms": figure["p50_ms"], "p99_ms": figure["p99_ms"], "achieved_rate": figure["rate_per_s"],
-            "target": "p99 < %.0f ms, PANDA 20 ms/write" % bound, "met": figure["p99_ms"] < bound}
+            "p99_rounds_ms": figure["p99_rounds_ms"], "source_alone_p99_ms": figure["source"]["p99_ms"],
+            "target": "p99 < %.0f ms, PANDA 20 ms/write (median round)" % bound, "met": figure["p99_ms"] < bound}
     for shape, ratio in _shape_ratios(results).items():
         if shape in TARGET_SHAPES:
             verdicts["backfill_shape_%s" % shape] = {"ratio_of_medians": round(ratio, 3), "target": ">= 0.9",

@@ -57,7 +57,11 @@ def _big(report: Report, part: str) -> str:
 def _latency(figure: dict[str, Any] | None) -> str:
     if not figure:
         return "-"
-    return "p50 %.0f ms, p99 %.0f ms (%.0f writes/s)" % (figure["p50_ms"], figure["p99_ms"], figure["rate_per_s"])
+    shown = "p50 %.0f ms, p99 %.0f ms (%.0f writes/s)" % (figure["p50_ms"], figure["p99_ms"], figure["rate_per_s"])
+    source = figure.get("source")
+    if source:  # the follow runs after a backfill: the median round, and the source read alone
+        shown += "; source alone p50 %.0f ms, p99 %.0f ms" % (source["p50_ms"], source["p99_ms"])
+    return shown
 
 
 Row = tuple[str, Callable[[Report], str]]

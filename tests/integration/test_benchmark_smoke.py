@@ -25,6 +25,7 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
          "--delete-repeat", "1",
          "--latency-seconds", "1", "--memory-sizes", "300,600", "--big-docs", "4", "--big-small", "50",
          "--adaptive-docs", "300", "--adaptive-repeat", "1", "--follow-rates", "100,1000", "--follow-backlog", "50",
+         "--follow-repeat", "2",
          "--shape", "current,unmapped,nested,uuid", "--no-settle", "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=ROOT, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -48,6 +49,10 @@ def test_benchmark_runs_every_phase_on_a_tiny_database(server_kind, tmp_path):
     assert "| bridge once |" in result.stdout
     assert report["source"].startswith("PouchDB Server" if server_kind == "pouchdb" else "Apache CouchDB")
     assert report["settings"]["settled"] is False  # a results file says its timings were taken unsettled
+    for rate, follow in report["follow_after_backfill"].items():  # two rounds, each also read by the source alone
+        assert len(follow["p99_rounds_ms"]) == len(follow["source"]["p99_rounds_ms"]) == 2, rate
+        assert follow["p99_ms"] in follow["p99_rounds_ms"] and follow["seen"] == follow["writes"], rate
+        assert follow["source"]["seen"] == follow["source"]["writes"] == follow["writes"], rate
     backfill = report["targets"]["backfill"]
     assert len(backfill["ratio_per_round"]) == 2 and backfill["ratio"] > 0  # one ratio per round, paired
     summary = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summary.py"), str(output)],
