@@ -105,7 +105,7 @@ def follower(args: argparse.Namespace) -> int:
     session = requests.Session()
     session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity"})
     url = "%s/%s/_changes" % (args.url.rstrip("/"), quote(args.db, safe=""))
-    end = session.get(url, params={"descending": "true", "limit": "1"}, timeout=(10, 120))
+    end = session.get(url, params={"since": "now"}, timeout=(10, 120))  # no rows, and the current last_seq
     end.raise_for_status()
     since = orjson.loads(end.content)["last_seq"]
     sys.stdout.write("ready\n")
