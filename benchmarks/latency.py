@@ -93,10 +93,14 @@ def source_latency(couch: Any, workdir: Path, *, rate: float, seconds: float, ba
                "--db", db, "--expect", str(count), "--out", str(out), "--deadline", str(deadline)]
     with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE) as proc:
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != b"ready":  # it exits at its deadline: readline cannot hang
-            raise RuntimeError("the source follower did not start (exit %s)" % proc.wait())
-        written, achieved = _write_stream(couch, db, rate, seconds)
-        proc.stdout.read()
+        try:
+            if proc.stdout.readline().strip() != b"ready":  # it exits at its deadline: readline cannot hang
+                raise RuntimeError("the source follower did not start (exit %s)" % proc.wait())
+            written, achieved = _write_stream(couch, db, rate, seconds)
+            proc.stdout.read()
+        except BaseException:
+            proc.kill()  # the stream failed: the follower would wait for its rows until its deadline
+            raise
         if proc.wait() != 0:
             raise RuntimeError("the source follower failed (exit %d)" % proc.returncode)
     latencies: list[float] = orjson.loads(out.read_bytes())
