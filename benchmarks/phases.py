@@ -99,9 +99,10 @@ def follow_slow(bench: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round whose p99 is the median (the lower middle one of an even number)."""
+    """The round whose p99 is the median (of an even number, the upper middle one: the verdict is not the
+    more lenient for an even `--follow-repeat`)."""
     ordered = sorted(rounds, key=lambda figure: float(figure["p99_ms"]))
-    return ordered[(len(ordered) - 1) // 2]
+    return ordered[len(ordered) // 2]
 
 
 def shapes(bench: Any, args: argparse.Namespace) -> None:
