@@ -75,6 +75,9 @@ class SourceSettings:
     """CouchDB password (prefer the COUCHDB_PASSWORD environment variable)."""
     feed: str = "longpoll"
     """How to follow once caught up: `longpoll` or `eventsource` (CouchDB's SSE feed)."""
+    catch_up_feed: str = "continuous"
+    """How to read a backlog of more than a page where the server says how much is pending (CouchDB 2+):
+    `continuous` (one streamed request) or `normal` (pages only)."""
     page_size: int = 1000
     """Rows per catch-up page (`limit`) at most."""
     page_bytes: int = 4_000_000
@@ -112,6 +115,8 @@ class SourceSettings:
             raise ConfigError("[source] database is required")
         if self.feed not in ("longpoll", "eventsource"):
             raise ConfigError(f"[source] feed must be 'longpoll' or 'eventsource', got {self.feed!r}")
+        if self.catch_up_feed not in ("continuous", "normal"):
+            raise ConfigError(f"[source] catch_up_feed must be 'continuous' or 'normal', got {self.catch_up_feed!r}")
         if self.page_size < 1 or self.page_bytes < 1:
             raise ConfigError("[source] page_size and page_bytes must be at least 1")
         if self.heartbeat <= 0 or self.connect_timeout <= 0 or self.read_timeout < 0:

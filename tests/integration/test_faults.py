@@ -202,6 +202,7 @@ def test_a_stalled_feed_trips_the_read_timeout_and_resumes(bridge, couch, proxy)
 @pytest.mark.parametrize("clean_end", [False, True], ids=["cut-mid-line", "ended-without-closing-line"])
 def test_a_feed_cut_off_is_read_again_from_the_same_seq(clean_end, bridge, couch, proxy):
     bridge.extra["source"]["page_size"] = 16  # core/paging.py: a first page asks 16 rows at most
+    bridge.extra["source"]["catch_up_feed"] = "normal"  # pages only, on CouchDB too (the stream: below)
     couch.bulk_docs(make_docs(60))
     proxy.cut(333, skip=1, clean_end=clean_end)  # the second page, mid-row (seqs are opaque: count pages)
     proxy.cut(20, skip=3, clean_end=clean_end)  # the third page, read after the second one's retry
@@ -212,6 +213,26 @@ def test_a_feed_cut_off_is_read_again_from_the_same_seq(clean_end, bridge, couch
     assert sinces[0] == "0" and sinces[1] == sinces[2] != sinces[3] == sinces[4]  # each cut page read again
     assert [seq_number(since) for since in sinces[:5]] == [0, 16, 16, 32, 32]
     assert "FeedInterrupted" in result.stderr
+    assert not bridge.deadletter.exists() or bridge.deadletter.read_text() == ""
+
+
+@pytest.mark.only_on("couchdb", reason="PouchDB Server sends no `pending`, so its backlog is read in pages")
+@pytest.mark.parametrize("clean_end", [False, True], ids=["cut-mid-line", "ended-without-last-line"])
+def test_a_continuous_catch_up_cut_off_reads_on_from_the_last_position(clean_end, bridge, couch, proxy):
+    bridge.extra["source"]["page_size"] = 16  # a Position every 16 rows of the stream (after its first page)
+    couch.bulk_docs(make_docs(120))
+    proxy.cut(12000, query={"feed": "continuous"}, clean_end=clean_end)  # some way into the first stream
+    result = bridge.once()
+    assert result.returncode == 0, result.stderr
+    assert mirrored(bridge, couch)
+    requests = changes_requests(proxy)
+    feeds = [query["feed"] for query in requests]
+    assert feeds[:4] == ["normal", "continuous", "normal", "continuous"], feeds  # a page after the break
+    first_page, cut, after = requests[0], requests[1], requests[2]
+    assert first_page["since"] == "0" and int(cut["limit"]) > 16  # the whole backlog that was pending
+    assert after["since"] != cut["since"]  # read on from a Position inside the cut stream, not from its start
+    assert seq_number(cut["since"]) < seq_number(after["since"]) < 120
+    assert "the continuous changes feed broke off" in result.stderr
     assert not bridge.deadletter.exists() or bridge.deadletter.read_text() == ""
 
 
