@@ -20,7 +20,7 @@ from bridge.errors import DecodeError, FeedInterrupted
 from bridge.model import Seq
 from bridge.source.decode import UnreadableRow, decode_seq, lone_surrogate_path
 
-__all__ = ["Page", "RawRow", "Tail", "changes_params", "filter_params", "parse_page", "read_tail"]
+__all__ = ["Page", "RawRow", "Tail", "changes_params", "filter_params", "parse_page", "read_tail", "readable"]
 
 RawRow = dict[str, Any]
 
@@ -125,13 +125,14 @@ def _parse_with_surrogates(body: bytes, since: Seq | None) -> Any:
                               seq=since) from None
     results = parsed.get("results") if isinstance(parsed, dict) else None
     if isinstance(results, list):
-        parsed["results"] = [_readable(row) for row in results]
+        parsed["results"] = [readable(row) for row in results]
     if lone_surrogate_path(parsed.get("last_seq") if isinstance(parsed, dict) else None) is not None:
         raise FeedInterrupted("the changes feed sent a last_seq that is not Unicode text", seq=since)
     return parsed
 
 
-def _readable(row: Any) -> Any:
+def readable(row: Any) -> Any:
+    """The row, or an UnreadableRow in its place when it holds a lone surrogate (dead-lettered downstream)."""
     path = lone_surrogate_path(row)
     if path is None:
         return row

@@ -17,8 +17,8 @@ import orjson
 
 from bridge.errors import FeedInterrupted
 from bridge.model import Seq
-from bridge.source.changes_page import RawRow
-from bridge.source.decode import UnreadableRow, decode_seq, lone_surrogate_path
+from bridge.source.changes_page import RawRow, readable
+from bridge.source.decode import decode_seq, lone_surrogate_path
 
 __all__ = ["Lines", "StreamEnd", "parse_line"]
 
@@ -92,9 +92,7 @@ def _with_surrogates(line: bytes, since: Seq | None) -> Any:
     except ValueError:  # UnicodeDecodeError included
         raise FeedInterrupted(f"the continuous changes feed sent a line that does not parse ({len(line)} bytes)",
                               seq=since) from None
-    path = lone_surrogate_path(parsed)
-    if path is None:
-        return parsed
-    if isinstance(parsed, dict) and "id" not in parsed and "changes" not in parsed:
+    is_row = not isinstance(parsed, dict) or "id" in parsed or "changes" in parsed
+    if not is_row and lone_surrogate_path(parsed) is not None:
         raise FeedInterrupted("the continuous changes feed sent a last line that is not Unicode text", seq=since)
-    return UnreadableRow.of(parsed, path)
+    return readable(parsed)
