@@ -329,9 +329,10 @@ class CouchSource:
         if body is None:
             body = self._fetch(since, longpoll, limit, ahead=False)
         tail = None if longpoll or self._stop.is_set() else read_tail(body)
-        if tail is not None and tail.pending != 0 and not self._streams(tail.pending, sizer.after(limit, len(body))):
-            # more to read in pages (or the server does not say: PouchDB); the limit if the page was full
-            after, next_limit = tail.last_seq, sizer.after(limit, len(body))
+        next_limit = sizer.after(limit, len(body))  # the limit if the page was full
+        if tail is not None and tail.pending != 0 and not self._streams(tail.pending, next_limit):
+            # more to read in pages (or the server does not say: PouchDB)
+            after = tail.last_seq
             self._ahead.start((after, False, next_limit),
                               functools.partial(self._fetch, after, False, next_limit, ahead=True))
         return parse_page(body, since)
